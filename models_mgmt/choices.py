@@ -1,0 +1,78 @@
+"""Statuses and the transitions the services allow between them."""
+
+from django.db import models
+
+
+class VersionStatus(models.TextChoices):
+    TRAINING = "training", "Training"
+    READY = "ready", "Ready"
+    ACTIVE = "active", "Active"
+    DEPRECATED = "deprecated", "Deprecated"
+    FAILED = "failed", "Failed"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    STOPPED = "stopped", "Stopped"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class DatasetSource(models.TextChoices):
+    BUILTIN = "builtin", "Built-in"
+    UPLOAD = "upload", "Uploaded CSV"
+
+
+class ActivationPolicy(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    IF_BETTER = "if_better", "Activate if better"
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    TRAINER = "trainer", "Trainer"
+    MAINTAINER = "maintainer", "Maintainer"
+
+
+LIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.STOPPING)
+TERMINAL_JOB_STATUSES = (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+# A job never leaves a terminal state. `running -> queued` is a requeue after a lost worker.
+JOB_TRANSITIONS: dict[str, frozenset[str]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.STOPPED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.QUEUED, JobStatus.STOPPING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    ),
+    JobStatus.STOPPING: frozenset({JobStatus.STOPPED, JobStatus.FAILED, JobStatus.SUCCEEDED}),
+    JobStatus.STOPPED: frozenset(),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+# `failed` is terminal; `deprecated` may come back (rollback) through activation.
+VERSION_TRANSITIONS: dict[str, frozenset[str]] = {
+    VersionStatus.TRAINING: frozenset({VersionStatus.READY, VersionStatus.FAILED}),
+    VersionStatus.READY: frozenset({VersionStatus.ACTIVE}),
+    VersionStatus.ACTIVE: frozenset({VersionStatus.DEPRECATED}),
+    VersionStatus.DEPRECATED: frozenset({VersionStatus.ACTIVE}),
+    VersionStatus.FAILED: frozenset(),
+}
+
+# Object permissions on an AI model (django-guardian codenames) and what each role grants.
+PERM_VIEW = "view_aimodel"
+PERM_FINETUNE = "finetune_aimodel"
+PERM_ACTIVATE = "activate_aimodel"
+PERM_MANAGE = "manage_aimodel"
+ROLE_OBJECT_PERMS: dict[str, tuple[str, ...]] = {
+    Role.VIEWER: (PERM_VIEW,),
+    Role.TRAINER: (PERM_VIEW, PERM_FINETUNE),
+    Role.MAINTAINER: (PERM_VIEW, PERM_FINETUNE, PERM_ACTIVATE, PERM_MANAGE),
+}
+# Global (model-level) permissions each role group holds: what is not tied to one AI model.
+ROLE_GLOBAL_PERMS: dict[str, tuple[str, ...]] = {
+    Role.VIEWER: ("view_dataset",),
+    Role.TRAINER: ("view_dataset",),
+    Role.MAINTAINER: ("view_dataset", "add_dataset", "change_dataset", "add_aimodel", "view_auditevent"),
+}

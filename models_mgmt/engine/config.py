@@ -1,0 +1,43 @@
+"""The fine-tuning configuration as the engine receives it: a plain dataclass, no Django."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FineTuningConfig:
+    model_name: str
+    dataset: str
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    validation_split: float
+    early_stopping_patience: int
+    training_data_size: int
+    base_model: str | None = None
+    activation_policy: str = "manual"
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    _WIRE = {
+        "model_name": "modelName",
+        "dataset": "dataset",
+        "epochs": "epochs",
+        "learning_rate": "learningRate",
+        "batch_size": "batchSize",
+        "validation_split": "validationSplit",
+        "early_stopping_patience": "earlyStoppingPatience",
+        "training_data_size": "trainingDataSize",
+        "base_model": "baseModel",
+        "activation_policy": "activationPolicy",
+        "hyperparameters": "hyperparameters",
+    }
+
+    def to_wire(self) -> dict[str, Any]:
+        """The seed's camelCase form, as stored on the job and shown by the API."""
+        return {self._WIRE[k]: v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> FineTuningConfig:
+        return cls(**{k: data[w] for k, w in cls._WIRE.items() if w in data})

@@ -1,0 +1,67 @@
+from django.conf import settings
+from django.db import models
+
+from models_mgmt.choices import LIVE_JOB_STATUSES, JobStatus
+
+
+class TrainingJob(models.Model):
+    """One fine-tuning run of one model with one config; a row with explicit states."""
+
+    model = models.ForeignKey("models_mgmt.AIModel", on_delete=models.CASCADE, related_name="jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    dataset = models.ForeignKey("models_mgmt.Dataset", on_delete=models.PROTECT, related_name="jobs")
+    base_version = models.ForeignKey(
+        "models_mgmt.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    config = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    epoch = models.PositiveIntegerField(default=0)
+    total_epochs = models.PositiveIntegerField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    version = models.OneToOneField(
+        "models_mgmt.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="job"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model"],
+                condition=models.Q(status__in=LIVE_JOB_STATUSES),
+                name="one_live_job_per_model",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0) & models.Q(progress__lte=100), name="job_progress_0_100"
+            ),
+            models.CheckConstraint(condition=models.Q(status__in=JobStatus.values), name="job_status_valid"),
+        ]
+        indexes = [models.Index(fields=["model", "-created_at"]), models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.model_id}, {self.status})"
+
+
+class TrainingEpoch(models.Model):
+    """Per-epoch history of a job: losses and validation metrics, as measured."""
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="epochs")
+    epoch = models.PositiveIntegerField()
+    train_loss = models.FloatField()
+    val_loss = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    duration_s = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "epoch"]
+        constraints = [models.UniqueConstraint(fields=["job", "epoch"], name="epoch_unique_per_job")]
