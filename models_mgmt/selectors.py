@@ -119,3 +119,51 @@ def audit_event_list(user: Any) -> QuerySet[AuditEvent]:
         .select_related("actor")
         .order_by("-created_at", "-id")
     )
+
+
+# Metrics a comparison lines up, and whether a higher value is better.
+COMPARED_METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("accuracy", "accuracy", True),
+    ("responseTime", "response_time_ms", False),
+    ("patternRecognition", "performance_metrics.patternRecognition", True),
+    ("signalAccuracy", "performance_metrics.signalAccuracy", True),
+    ("riskAssessment", "performance_metrics.riskAssessment", True),
+    ("overallScore", "performance_metrics.overallScore", True),
+    ("backtestSharpe", "backtest.sharpe", True),
+    ("backtestReturn", "backtest.cumulativeReturn", True),
+    ("backtestMaxDrawdown", "backtest.maxDrawdown", False),
+    ("validationLoss", "metadata.loss", False),
+)
+MAX_COMPARED_VERSIONS = 20
+
+
+def _metric_value(version: ModelVersion, path: str) -> float | None:
+    head, _, key = path.partition(".")
+    value = getattr(version, head)
+    if key:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def model_version_comparison(user: Any, model_name: str, versions: list[str] | None) -> dict[str, Any]:
+    """Versions side by side: each metric's value per version and which version is best.
+
+    Without a list, the most recent MAX_COMPARED_VERSIONS versions are compared.
+    """
+    queryset = model_version_list(user, model_name)
+    if versions:
+        chosen = list(queryset.filter(version__in=versions))
+        missing = sorted(set(versions) - {v.version for v in chosen})
+        if missing:
+            raise NotFound(f"Model '{model_name}' has no version(s): {', '.join(missing)}.")
+    else:
+        chosen = list(queryset[:MAX_COMPARED_VERSIONS])
+    rows = []
+    for label, path, higher_is_better in COMPARED_METRICS:
+        values = {v.version: _metric_value(v, path) for v in chosen}
+        present = {k: x for k, x in values.items() if x is not None}
+        best = None
+        if len(present) >= 2 and len(set(present.values())) > 1:
+            best = (max if higher_is_better else min)(present, key=present.__getitem__)
+        rows.append({"metric": label, "higherIsBetter": higher_is_better, "values": values, "best": best})
+    return {"modelName": model_name, "versions": chosen, "metrics": rows}

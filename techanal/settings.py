@@ -204,6 +204,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["models_mgmt.api.schema.seed_paths"],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "models_mgmt.choices.JobStatus",
+        "VersionStatusEnum": "models_mgmt.choices.VersionStatus",
+        "HealthStatusEnum": ["ok", "degraded"],
+    },
 }
 
 # --- Security headers (TLS-related ones are for deployments behind HTTPS) -------------------

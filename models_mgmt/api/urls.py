@@ -1,1 +1,42 @@
-urlpatterns = []
+"""REST API routes. Seed paths have no trailing slash; a trailing slash is accepted too."""
+
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from models_mgmt.models.ai_model import MODEL_NAME_PATTERN
+
+from .views import audit, datasets, models, system, training, versions
+
+MODEL = rf"^model-management/models/(?P<name>{MODEL_NAME_PATTERN})"
+VERSION = r"(?P<version>[A-Za-z0-9][A-Za-z0-9._+-]{0,31})"
+
+
+def route(pattern: str, view, name: str):  # noqa: ANN001 - a URL pattern helper
+    return re_path(rf"{pattern}/?$", view.as_view(), name=name)
+
+
+urlpatterns = [
+    path("auth/token/", system.TokenObtainView.as_view(), name="token-obtain"),
+    path("auth/token/refresh/", system.TokenRefreshRotatingView.as_view(), name="token-refresh"),
+    path("auth/token/blacklist/", system.TokenRevokeView.as_view(), name="token-blacklist"),
+    path("health/", system.HealthView.as_view(), name="health"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    route(r"^model-management/models", models.ModelListView, "model-list"),
+    route(MODEL, models.ModelDetailView, "model-detail"),
+    route(rf"{MODEL}/access", models.ModelAccessView, "model-access"),
+    route(rf"{MODEL}/versions", versions.VersionListView, "version-list"),
+    route(rf"{MODEL}/versions/{VERSION}", versions.VersionDetailView, "version-detail"),
+    route(rf"{MODEL}/versions/{VERSION}/activate", versions.VersionActivateView, "version-activate"),
+    route(rf"{MODEL}/metrics", versions.MetricsView, "model-metrics"),
+    route(rf"{MODEL}/drift", versions.DriftView, "model-drift"),
+    route(rf"{MODEL}/comparison", versions.ComparisonView, "model-comparison"),
+    route(rf"{MODEL}/fine-tune", training.FineTuneView, "fine-tune"),
+    route(rf"{MODEL}/fine-tune/status", training.FineTuneStatusView, "fine-tune-status"),
+    route(rf"{MODEL}/fine-tune/stop", training.FineTuneStopView, "fine-tune-stop"),
+    route(r"^model-management/jobs", training.JobListView, "job-list"),
+    route(r"^model-management/jobs/(?P<job_id>[0-9]{1,18})", training.JobDetailView, "job-detail"),
+    route(r"^model-management/datasets", datasets.DatasetListView, "dataset-list"),
+    route(r"^model-management/datasets/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})", datasets.DatasetDetailView, "dataset-detail"),
+    route(r"^model-management/audit-events", audit.AuditEventListView, "audit-list"),
+]

@@ -113,6 +113,8 @@ def ai_model_access_set(
     for codename in wanted - set(before):
         assign_perm(f"models_mgmt.{codename}", grantee, model)
     after = sorted(wanted)
+    if after == before:
+        return after
     kind = "group" if isinstance(grantee, Group) else "user"
     name = grantee.name if isinstance(grantee, Group) else grantee.get_username()
     audit_record(

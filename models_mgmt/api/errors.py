@@ -1,0 +1,60 @@
+"""One error body for every failure: {"detail", "code", "fields"?}.
+
+A 400 names each offending field in `fields`; the status says which kind of failure it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from models_mgmt.services.errors import ServiceError
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error response has this shape."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    fields = serializers.DictField(required=False, help_text="Per-field reasons (400 only).")
+
+
+def _first_code(codes: Any) -> str:
+    if isinstance(codes, dict):
+        for value in codes.values():
+            return _first_code(value)
+    if isinstance(codes, list) and codes:
+        return _first_code(codes[0])
+    return str(codes) if codes else "invalid"
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ServiceError):
+        body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
+        if exc.fields:
+            body["fields"] = exc.fields
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        data = exc.detail if isinstance(exc.detail, dict) else {"nonFieldErrors": exc.detail}
+        response.data = {"detail": "Invalid input.", "code": "invalid", "fields": data}
+    elif isinstance(exc, exceptions.APIException):
+        detail = exc.detail
+        response.data = {"detail": str(detail) if not isinstance(detail, (dict, list)) else detail, "code": _first_code(exc.get_codes())}
+    return response
+
+
+def errors(*codes: int) -> dict[int, type[ErrorSerializer]]:
+    """The error responses an endpoint documents; 401 and 429 apply to all."""
+    return {c: ErrorSerializer for c in sorted({401, 429, *codes})}

@@ -1,0 +1,380 @@
+"""Wire format: the seed's camelCase names. Input serializers validate; output ones only format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from models_mgmt.choices import ActivationPolicy, Role, VersionStatus
+from models_mgmt.engine.families import FAMILIES
+from models_mgmt.models import AIModel, AuditEvent, Dataset, ModelVersion, TrainingEpoch, TrainingJob
+from models_mgmt.models.ai_model import model_name_validator
+from models_mgmt.models.dataset import dataset_name_validator
+from models_mgmt.selectors import active_version_of, live_job_of
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know, so a typo or a read-only field is never silently dropped."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [f"unknown or read-only field; allowed: {', '.join(self.fields)}"] for key in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+# --- AI models ---------------------------------------------------------------------------------
+
+
+class AIModelSerializer(serializers.ModelSerializer):
+    baseModel = serializers.CharField(source="base_model")
+    defaultDataset = serializers.SlugRelatedField(source="default_dataset", slug_field="name", read_only=True)
+    owner = serializers.CharField(source="owner.username")
+    status = serializers.SerializerMethodField()
+    activeVersion = serializers.SerializerMethodField()
+    accuracy = serializers.SerializerMethodField()
+    responseTime = serializers.SerializerMethodField()
+    currentJobId = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+    class Meta:
+        model = AIModel
+        fields = [
+            "name", "family", "baseModel", "description", "defaultDataset", "owner", "status",
+            "activeVersion", "accuracy", "responseTime", "currentJobId", "createdAt", "updatedAt",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_status(self, obj: AIModel) -> str:
+        """`training` while a job is live, `active` with an active version, else `idle`."""
+        if live_job_of(obj) is not None:
+            return "training"
+        return "active" if active_version_of(obj) is not None else "idle"
+
+    def get_activeVersion(self, obj: AIModel) -> str | None:
+        version = active_version_of(obj)
+        return version.version if version else None
+
+    def get_accuracy(self, obj: AIModel) -> float | None:
+        version = active_version_of(obj)
+        return version.accuracy if version else None
+
+    def get_responseTime(self, obj: AIModel) -> float | None:
+        version = active_version_of(obj)
+        return version.response_time_ms if version else None
+
+    def get_currentJobId(self, obj: AIModel) -> int | None:
+        job = live_job_of(obj)
+        return job.pk if job else None
+
+
+class AIModelDetailSerializer(AIModelSerializer):
+    permissions = serializers.SerializerMethodField()
+
+    class Meta(AIModelSerializer.Meta):
+        fields = [*AIModelSerializer.Meta.fields, "permissions"]
+        read_only_fields = fields
+
+    def get_permissions(self, obj: AIModel) -> list[str]:
+        """What the caller may do on this model: view, finetune, activate, manage."""
+        from models_mgmt.permissions import model_perms_of
+
+        return [c.removesuffix("_aimodel") for c in model_perms_of(self.context["request"].user, obj)]
+
+
+def _dataset_or_error(name: str) -> Dataset:
+    dataset = Dataset.objects.filter(name=name).first()
+    if dataset is None:
+        raise serializers.ValidationError(f"unknown dataset '{name}'")
+    return dataset
+
+
+class AIModelCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100, validators=[model_name_validator])
+    family = serializers.ChoiceField(choices=sorted(FAMILIES), default="multitask-mlp")
+    baseModel = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+    defaultDataset = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+
+    def validate_defaultDataset(self, value: str | None) -> Dataset | None:
+        return _dataset_or_error(value) if value else None
+
+
+class AIModelUpdateSerializer(StrictSerializer):
+    baseModel = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    defaultDataset = serializers.CharField(max_length=64, required=False, allow_null=True)
+
+    def validate_defaultDataset(self, value: str | None) -> Dataset | None:
+        return _dataset_or_error(value) if value else None
+
+    def changes(self) -> dict[str, Any]:
+        names = {"baseModel": "base_model", "description": "description", "defaultDataset": "default_dataset"}
+        return {names[k]: v for k, v in self.validated_data.items()}
+
+
+class AccessSerializer(StrictSerializer):
+    user = serializers.CharField(required=False, max_length=150)
+    group = serializers.CharField(required=False, max_length=150)
+    role = serializers.ChoiceField(choices=Role.values, allow_null=True, help_text="null revokes all access")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if bool(attrs.get("user")) == bool(attrs.get("group")):
+            raise serializers.ValidationError({"user": ["give exactly one of user or group"]})
+        return attrs
+
+
+class AccessResultSerializer(serializers.Serializer):
+    user = serializers.CharField(required=False)
+    group = serializers.CharField(required=False)
+    role = serializers.CharField(allow_null=True)
+    permissions = serializers.ListField(child=serializers.CharField())
+
+
+# --- Versions ------------------------------------------------------------------------------------
+
+
+class PerformanceMetricsSerializer(serializers.Serializer):
+    patternRecognition = serializers.FloatField(allow_null=True)
+    signalAccuracy = serializers.FloatField(allow_null=True)
+    riskAssessment = serializers.FloatField(allow_null=True)
+    overallScore = serializers.FloatField(allow_null=True)
+
+
+METADATA_KEYS = ("hyperparameters", "trainingDuration", "epochs", "loss", "validationAccuracy")
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    modelName = serializers.CharField(source="model.name")
+    responseTime = serializers.FloatField(source="response_time_ms", allow_null=True, help_text="median single-sample inference latency, ms")
+    trainingDataSize = serializers.IntegerField(source="training_data_size")
+    trainingDate = serializers.DateTimeField(source="trained_at", allow_null=True)
+    performanceMetrics = serializers.SerializerMethodField()
+    metadata = serializers.SerializerMethodField()
+    parentVersion = serializers.CharField(source="parent.version", allow_null=True, default=None)
+    dataset = serializers.CharField(source="dataset.name", allow_null=True, default=None)
+    activatedAt = serializers.DateTimeField(source="activated_at", allow_null=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "modelName", "version", "accuracy", "responseTime", "trainingDataSize", "trainingDate",
+            "status", "performanceMetrics", "baselines", "backtest", "metadata", "parentVersion", "dataset",
+            "checksum", "activatedAt",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_performanceMetrics(self, obj: ModelVersion) -> dict[str, float | None]:
+        keys = ("patternRecognition", "signalAccuracy", "riskAssessment", "overallScore")
+        return {k: obj.performance_metrics.get(k) for k in keys}
+
+    def get_metadata(self, obj: ModelVersion) -> dict[str, Any]:
+        return {**{k: obj.metadata.get(k) for k in METADATA_KEYS}, **obj.metadata}
+
+
+class ActivateResultSerializer(serializers.Serializer):
+    modelName = serializers.CharField()
+    activeVersion = ModelVersionSerializer()
+
+
+# --- Fine-tuning -------------------------------------------------------------------------------
+
+
+class FineTuningConfigSerializer(StrictSerializer):
+    """A partial FineTuningConfig: fields left out take the configured defaults."""
+
+    modelName = serializers.CharField(required=False, help_text="if given, must match the URL")
+    baseModel = serializers.CharField(
+        required=False, allow_null=True, help_text="version to start from; default: the active version"
+    )
+    dataset = serializers.CharField(required=False, help_text="dataset name; default: the model's default")
+    trainingDataSize = serializers.IntegerField(required=False, min_value=1, help_text="most recent N bars; default: all")
+    epochs = serializers.IntegerField(required=False, min_value=1, max_value=10000)
+    learningRate = serializers.FloatField(required=False)
+    batchSize = serializers.IntegerField(required=False, min_value=1, max_value=65536)
+    validationSplit = serializers.FloatField(required=False)
+    earlyStoppingPatience = serializers.IntegerField(required=False, min_value=0)
+    activationPolicy = serializers.ChoiceField(choices=ActivationPolicy.values, required=False)
+    hyperparameters = serializers.DictField(required=False)
+
+    def validate_learningRate(self, value: float) -> float:
+        if not 0 < value <= 1:
+            raise serializers.ValidationError("must be greater than 0 and at most 1")
+        return value
+
+    def validate_validationSplit(self, value: float) -> float:
+        if not 0 < value <= 0.5:
+            raise serializers.ValidationError("must be greater than 0 and at most 0.5")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        model: AIModel = self.context["model"]
+        errors: dict[str, list[str] | dict[str, str]] = {}
+        if "modelName" in attrs and attrs["modelName"] != model.name:
+            errors["modelName"] = [f"does not match the model in the URL ('{model.name}')"]
+
+        epochs = attrs.get("epochs", settings.DEFAULT_TRAINING_EPOCHS)
+        patience = attrs.get("earlyStoppingPatience", min(settings.DEFAULT_EARLY_STOPPING_PATIENCE, epochs))
+        if patience > epochs:
+            errors["earlyStoppingPatience"] = [f"must be between 0 and epochs ({epochs})"]
+
+        dataset_name = attrs.get("dataset") or (model.default_dataset.name if model.default_dataset else settings.DEFAULT_DATASET)
+        dataset = Dataset.objects.filter(name=dataset_name).first()
+        if dataset is None:
+            errors["dataset"] = [f"unknown dataset '{dataset_name}'"]
+        size = attrs.get("trainingDataSize")
+        if dataset is not None and size is not None and size > dataset.bar_count:
+            errors["trainingDataSize"] = [f"dataset '{dataset.name}' holds {dataset.bar_count} bars; ask for at most that"]
+
+        base_version = None
+        base_name = attrs.get("baseModel")
+        if base_name:
+            base_version = model.versions.filter(version=base_name).first()
+            if base_version is None:
+                errors["baseModel"] = [f"model '{model.name}' has no version '{base_name}'"]
+            elif base_version.status in (VersionStatus.TRAINING, VersionStatus.FAILED):
+                errors["baseModel"] = [f"version '{base_name}' is {base_version.status}; it has no weights to start from"]
+        else:
+            base_version = active_version_of(model)
+
+        family = FAMILIES[model.family]
+        hyper = attrs.get("hyperparameters", {})
+        hyper_errors = family.check(hyper)
+        if hyper_errors:
+            errors["hyperparameters"] = hyper_errors
+        if errors:
+            raise serializers.ValidationError(errors)
+
+        assert dataset is not None
+        from models_mgmt.engine.config import FineTuningConfig
+
+        attrs["config"] = FineTuningConfig(
+            model_name=model.name,
+            dataset=dataset.name,
+            epochs=epochs,
+            learning_rate=attrs.get("learningRate", settings.DEFAULT_LEARNING_RATE),
+            batch_size=attrs.get("batchSize", settings.DEFAULT_BATCH_SIZE),
+            validation_split=attrs.get("validationSplit", settings.DEFAULT_VALIDATION_SPLIT),
+            early_stopping_patience=patience,
+            training_data_size=size if size is not None else dataset.bar_count,
+            base_model=base_version.version if base_version else None,
+            activation_policy=attrs.get("activationPolicy", ActivationPolicy.MANUAL),
+            hyperparameters={**family.defaults(), **hyper},
+        )
+        attrs["dataset_obj"] = dataset
+        attrs["base_version"] = base_version
+        return attrs
+
+
+class TrainingEpochSerializer(serializers.ModelSerializer):
+    trainLoss = serializers.FloatField(source="train_loss")
+    valLoss = serializers.FloatField(source="val_loss", allow_null=True)
+    durationS = serializers.FloatField(source="duration_s")
+
+    class Meta:
+        model = TrainingEpoch
+        fields = ["epoch", "trainLoss", "valLoss", "metrics", "durationS"]
+        read_only_fields = fields
+
+
+class TrainingJobSerializer(serializers.ModelSerializer):
+    modelName = serializers.CharField(source="model.name")
+    dataset = serializers.CharField(source="dataset.name")
+    baseVersion = serializers.CharField(source="base_version.version", allow_null=True, default=None)
+    version = serializers.CharField(source="version.version", allow_null=True, default=None)
+    totalEpochs = serializers.IntegerField(source="total_epochs")
+    errorCode = serializers.CharField(source="error_code")
+    createdBy = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    createdAt = serializers.DateTimeField(source="created_at")
+    startTime = serializers.DateTimeField(source="started_at", allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    heartbeatAt = serializers.DateTimeField(source="heartbeat_at", allow_null=True)
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id", "modelName", "status", "progress", "epoch", "totalEpochs", "step", "config", "dataset",
+            "baseVersion", "version", "error", "errorCode", "attempts", "createdBy", "createdAt", "startTime",
+            "finishedAt", "heartbeatAt",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class TrainingJobDetailSerializer(TrainingJobSerializer):
+    epochs = TrainingEpochSerializer(many=True, read_only=True, help_text="per-epoch history")
+
+    class Meta(TrainingJobSerializer.Meta):
+        fields = [*TrainingJobSerializer.Meta.fields, "epochs"]
+        read_only_fields = fields
+
+
+# --- Datasets ----------------------------------------------------------------------------------
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    barCount = serializers.IntegerField(source="bar_count")
+    firstDate = serializers.DateField(source="first_date", allow_null=True)
+    lastDate = serializers.DateField(source="last_date", allow_null=True)
+    createdBy = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "name", "symbol", "timeframe", "source", "description", "licence", "barCount", "firstDate",
+            "lastDate", "createdBy", "createdAt",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class DatasetUploadSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=64, validators=[dataset_name_validator])
+    symbol = serializers.RegexField(r"^[A-Za-z0-9^._:=-]{1,32}$", help_text="ticker, e.g. AAPL or ^GSPC")
+    timeframe = serializers.ChoiceField(choices=["1m", "5m", "15m", "1h", "4h", "1d", "1w"], default="1d")
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+    file = serializers.FileField(help_text="CSV with Date, Open, High, Low, Close, Volume columns")
+
+
+class BarSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    open = serializers.FloatField()
+    high = serializers.FloatField()
+    low = serializers.FloatField()
+    close = serializers.FloatField()
+    volume = serializers.FloatField()
+
+
+class DatasetDetailSerializer(DatasetSerializer):
+    recentBars = serializers.SerializerMethodField()
+
+    class Meta(DatasetSerializer.Meta):
+        fields = [*DatasetSerializer.Meta.fields, "recentBars"]
+        read_only_fields = fields
+
+    def get_recentBars(self, obj: Dataset) -> list[dict[str, Any]]:
+        """The last 10 bars, newest last."""
+        bars = list(obj.bars.order_by("-date")[:10])[::-1]
+        return BarSerializer(bars, many=True).data
+
+
+# --- Audit -------------------------------------------------------------------------------------
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", allow_null=True, default=None)
+    objectType = serializers.CharField(source="object_type")
+    objectId = serializers.CharField(source="object_id")
+    objectRepr = serializers.CharField(source="object_repr")
+    modelName = serializers.CharField(source="ai_model_name")
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "actor", "action", "objectType", "objectId", "objectRepr", "modelName", "before", "after", "createdAt"]
+        read_only_fields = fields

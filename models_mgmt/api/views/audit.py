@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from models_mgmt import selectors
+from models_mgmt.api.errors import errors
+from models_mgmt.api.serializers import AuditEventSerializer
+
+
+class AuditEventListView(generics.GenericAPIView):
+    serializer_class = AuditEventSerializer
+
+    @extend_schema(
+        summary="Audit trail (maintainer role): events of the models the caller may view",
+        responses={200: AuditEventSerializer(many=True), **errors()},
+    )
+    def get(self, request: Request) -> Response:
+        queryset = selectors.audit_event_list(request.user)
+        model_name = request.query_params.get("model")
+        if model_name:
+            queryset = queryset.filter(ai_model_name=model_name)
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(AuditEventSerializer(page, many=True).data)

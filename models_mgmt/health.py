@@ -1,0 +1,61 @@
+"""Health of the parts the product needs: database, broker, training workers, channel layer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+
+def _check(fn: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        detail = fn() or {}
+        ok = detail.pop("ok", True)
+    except Exception as exc:  # noqa: BLE001 - a health check reports any failure instead of raising
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"status": "up" if ok else "down", "latencyMs": round((time.perf_counter() - started) * 1000, 2), **detail}
+
+
+def _database() -> dict[str, Any]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"engine": connection.vendor}
+
+
+def _broker() -> dict[str, Any]:
+    from django_q.brokers import get_broker
+
+    broker = get_broker()
+    if not broker.ping():
+        return {"ok": False, "kind": type(broker).__name__}
+    return {"kind": "redis" if settings.REDIS_URL else "orm", "queued": broker.queue_size()}
+
+
+def _workers() -> dict[str, Any]:
+    from django_q.status import Stat
+
+    clusters = [s for s in Stat.get_all() if s.status not in ("Stopped",)]
+    workers = sum(len(s.workers) for s in clusters)
+    return {"ok": bool(clusters), "clusters": len(clusters), "workers": workers}
+
+
+def _channel_layer() -> dict[str, Any]:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    return {"ok": layer is not None, "backend": type(layer).__name__ if layer else None}
+
+
+def health_report() -> dict[str, Any]:
+    components = {
+        "database": _check(_database),
+        "broker": _check(_broker),
+        "workers": _check(_workers),
+        "channelLayer": _check(_channel_layer),
+    }
+    status = "ok" if all(c["status"] == "up" for c in components.values()) else "degraded"
+    return {"status": status, "components": components}

@@ -1,0 +1,80 @@
+"""Demo data for a fresh install; running it again changes nothing."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from models_mgmt import services
+from models_mgmt.choices import ROLE_GLOBAL_PERMS, Role
+from models_mgmt.engine.bars import BUILTIN_DATASETS
+from models_mgmt.models import AIModel
+
+DEMO_MODELS = (
+    ("techanal-signal", "sp500", "Signal, risk and breakout model for the S&P 500."),
+    ("techanal-nasdaq", "nasdaq", "Signal, risk and breakout model for the NASDAQ Composite."),
+)
+DEMO_USERS = (  # username, role, staff
+    ("demo", Role.MAINTAINER, True),
+    ("quant", Role.TRAINER, False),
+    ("analyst", Role.VIEWER, False),
+)
+
+
+class Command(BaseCommand):
+    help = "Create roles, demo logins, the built-in datasets and demo models (idempotent)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--password",
+            default=os.environ.get("DEMO_PASSWORD", "techanal-demo"),
+            help="password of the demo logins (env DEMO_PASSWORD; default techanal-demo)",
+        )
+
+    def handle(self, *args: Any, password: str, **options: Any) -> None:
+        with transaction.atomic():
+            groups = self._roles()
+            self._users(groups, password)
+        for name in BUILTIN_DATASETS:
+            dataset = services.dataset_import_builtin(name=name)
+            self.stdout.write(f"dataset {dataset.name}: {dataset.bar_count} bars {dataset.first_date}..{dataset.last_date}")
+        owner = get_user_model().objects.get(username="demo")  # fresh instance: no stale permission cache
+        for name, dataset_name, description in DEMO_MODELS:
+            model = AIModel.objects.filter(name=name).first()
+            if model is None:
+                model = services.ai_model_create(
+                    actor=owner,
+                    name=name,
+                    family="multitask-mlp",
+                    base_model="multitask-mlp (from scratch)",
+                    description=description,
+                    default_dataset=services.dataset_import_builtin(name=dataset_name),
+                )
+            for role, group in groups.items():
+                services.ai_model_access_set(actor=owner, model=model, grantee=group, role=role)
+            self.stdout.write(f"model {model.name}: shared with the viewer, trainer and maintainer roles")
+        self.stdout.write(self.style.SUCCESS(f"logins (password '{password}'): demo (maintainer), quant (trainer), analyst (viewer), admin (superuser)"))
+
+    def _roles(self) -> dict[str, Group]:
+        groups = {}
+        for role, codenames in ROLE_GLOBAL_PERMS.items():
+            group, _ = Group.objects.get_or_create(name=role)
+            group.permissions.add(*Permission.objects.filter(content_type__app_label="models_mgmt", codename__in=codenames))
+            groups[role] = group
+        return groups
+
+    def _users(self, groups: dict[str, Group], password: str) -> None:
+        User = get_user_model()
+        for username, role, staff in DEMO_USERS:
+            user, made = User.objects.get_or_create(username=username, defaults={"is_staff": staff})
+            if made:
+                user.set_password(password)
+                user.save()
+            user.groups.add(groups[role])
+        if not User.objects.filter(username="admin").exists():
+            User.objects.create_superuser("admin", "admin@localhost", password)
