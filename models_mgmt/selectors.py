@@ -114,6 +114,8 @@ def audit_event_list(user: Any) -> QuerySet[AuditEvent]:
 
     if not getattr(user, "is_authenticated", False) or not user.has_perm("models_mgmt.view_auditevent"):
         return AuditEvent.objects.none()
+    if user.is_superuser:
+        return AuditEvent.objects.select_related("actor").order_by("-created_at", "-id")
     return (
         AuditEvent.objects.filter(Q(ai_model__in=ai_models_visible(user)) | Q(ai_model_name=""))
         .select_related("actor")

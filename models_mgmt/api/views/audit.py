@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from models_mgmt import selectors
 from models_mgmt.api.errors import errors
 from models_mgmt.api.serializers import AuditEventSerializer
+from models_mgmt.services.errors import Forbidden
 
 
 class AuditEventListView(generics.GenericAPIView):
@@ -15,9 +16,11 @@ class AuditEventListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="Audit trail (maintainer role): events of the models the caller may view",
-        responses={200: AuditEventSerializer(many=True), **errors()},
+        responses={200: AuditEventSerializer(many=True), **errors(403)},
     )
     def get(self, request: Request) -> Response:
+        if not request.user.has_perm("models_mgmt.view_auditevent"):
+            raise Forbidden("Reading the audit trail needs the maintainer role.")
         queryset = selectors.audit_event_list(request.user)
         model_name = request.query_params.get("model")
         if model_name:

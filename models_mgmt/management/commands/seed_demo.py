@@ -6,14 +6,15 @@ import os
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from models_mgmt import services
-from models_mgmt.choices import ROLE_GLOBAL_PERMS, Role
+from models_mgmt.choices import Role
 from models_mgmt.engine.bars import BUILTIN_DATASETS
 from models_mgmt.models import AIModel
+from models_mgmt.services.roles import roles_ensure
 
 DEMO_MODELS = (
     ("techanal-signal", "sp500", "Signal, risk and breakout model for the S&P 500."),
@@ -38,7 +39,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, password: str, **options: Any) -> None:
         with transaction.atomic():
-            groups = self._roles()
+            groups = roles_ensure()
             self._users(groups, password)
         for name in BUILTIN_DATASETS:
             dataset = services.dataset_import_builtin(name=name)
@@ -59,14 +60,6 @@ class Command(BaseCommand):
                 services.ai_model_access_set(actor=owner, model=model, grantee=group, role=role)
             self.stdout.write(f"model {model.name}: shared with the viewer, trainer and maintainer roles")
         self.stdout.write(self.style.SUCCESS(f"logins (password '{password}'): demo (maintainer), quant (trainer), analyst (viewer), admin (superuser)"))
-
-    def _roles(self) -> dict[str, Group]:
-        groups = {}
-        for role, codenames in ROLE_GLOBAL_PERMS.items():
-            group, _ = Group.objects.get_or_create(name=role)
-            group.permissions.add(*Permission.objects.filter(content_type__app_label="models_mgmt", codename__in=codenames))
-            groups[role] = group
-        return groups
 
     def _users(self, groups: dict[str, Group], password: str) -> None:
         User = get_user_model()

@@ -1,0 +1,158 @@
+"""One permission matrix, applied to every model-scoped endpoint.
+
+anonymous -> 401; authenticated without access -> 404 (the model's existence is not revealed);
+a viewer -> reads 200, actions 403; the smallest role that holds the permission -> success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from rest_framework.test import APIClient
+
+from models_mgmt.choices import PERM_ACTIVATE, PERM_FINETUNE, PERM_MANAGE, PERM_VIEW, JobStatus, Role
+from models_mgmt.models import AIModel, TrainingJob
+from models_mgmt.services.roles import roles_ensure
+from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory, grant
+
+BASE = "/api/model-management/models/llama3.1:8b"
+SMALLEST_ROLE = {PERM_VIEW: Role.VIEWER, PERM_FINETUNE: Role.TRAINER, PERM_ACTIVATE: Role.MAINTAINER, PERM_MANAGE: Role.MAINTAINER}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    perm: str
+    success: int
+    body: dict = field(default_factory=dict)
+    live_job: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path.removeprefix(BASE) or '/'}"
+
+
+ENDPOINTS = [
+    Endpoint("get", BASE, PERM_VIEW, 200),
+    Endpoint("patch", BASE, PERM_MANAGE, 200, {"description": "new words"}),
+    Endpoint("delete", BASE, PERM_MANAGE, 204),
+    Endpoint("post", f"{BASE}/access", PERM_MANAGE, 200, {"group": "viewer", "role": "viewer"}),
+    Endpoint("get", f"{BASE}/versions", PERM_VIEW, 200),
+    Endpoint("get", f"{BASE}/versions/v1.0.0", PERM_VIEW, 200),
+    Endpoint("post", f"{BASE}/versions/v1.0.0/activate", PERM_ACTIVATE, 200),
+    Endpoint("get", f"{BASE}/metrics", PERM_VIEW, 200),
+    Endpoint("get", f"{BASE}/drift", PERM_VIEW, 200),
+    Endpoint("get", f"{BASE}/comparison", PERM_VIEW, 200),
+    Endpoint("post", f"{BASE}/fine-tune", PERM_FINETUNE, 202, {"epochs": 3}),
+    Endpoint("get", f"{BASE}/fine-tune/status", PERM_VIEW, 200),
+    Endpoint("post", f"{BASE}/fine-tune/stop", PERM_FINETUNE, 200, live_job=True),
+]
+
+
+@pytest.fixture
+def world(db):
+    model = AIModelFactory(name="llama3.1:8b")
+    grant(model.owner, model, Role.MAINTAINER)
+    ModelVersionFactory(model=model, version="v1.0.0")
+    TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.STOPPED)
+    return model
+
+
+def call(client: APIClient, endpoint: Endpoint):
+    return getattr(client, endpoint.method)(endpoint.path, endpoint.body, format="json")
+
+
+def prepare(endpoint: Endpoint, model: AIModel) -> None:
+    if endpoint.live_job:
+        TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.QUEUED)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_anonymous_gets_401(world, endpoint):
+    response = call(APIClient(), endpoint)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_without_access_gets_404(world, api, endpoint):
+    prepare(endpoint, world)
+    stranger = UserFactory(role=Role.MAINTAINER)  # a role, but no access to this model
+    response = call(api(stranger), endpoint)
+    assert response.status_code == 404
+    assert "llama3.1:8b" not in str(response.data.get("fields", ""))
+
+
+@pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e.perm != PERM_VIEW], ids=str)
+def test_view_only_gets_403_on_actions(world, api, endpoint):
+    prepare(endpoint, world)
+    viewer = UserFactory(role=Role.VIEWER)
+    grant(viewer, world, Role.VIEWER)
+    response = call(api(viewer), endpoint)
+    assert response.status_code == 403, response.data
+    assert response.data["code"] == "permission_denied"
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_smallest_granted_role_succeeds(world, api, endpoint):
+    prepare(endpoint, world)
+    role = SMALLEST_ROLE[endpoint.perm]
+    user = UserFactory(role=role)
+    grant(user, world, role)
+    response = call(api(user), endpoint)
+    assert response.status_code == endpoint.success, response.data
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_access_through_a_group_counts(world, api, endpoint):
+    """Object permissions granted to a role group reach its members."""
+    prepare(endpoint, world)
+    role = SMALLEST_ROLE[endpoint.perm]
+    group = roles_ensure()[role]
+    grant(group, world, role)
+    user = UserFactory(role=role)
+    response = call(api(user), endpoint)
+    assert response.status_code == endpoint.success, response.data
+
+
+def test_list_shows_only_permitted_models(world, api):
+    mine = AIModelFactory(name="mine")
+    viewer = UserFactory(role=Role.VIEWER)
+    grant(viewer, mine, Role.VIEWER)
+    response = api(viewer).get("/api/model-management/models")
+    assert response.status_code == 200
+    assert [m["name"] for m in response.data["results"]] == ["mine"]
+
+
+def test_superuser_sees_everything(world, api):
+    admin = UserFactory(is_superuser=True)
+    response = api(admin).get("/api/model-management/models")
+    assert [m["name"] for m in response.data["results"]] == ["llama3.1:8b"]
+
+
+def test_jobs_are_filtered_by_model_permission(world, api):
+    job = TrainingJob.objects.get(model=world)
+    stranger = UserFactory(role=Role.MAINTAINER)
+    assert api(stranger).get("/api/model-management/jobs").data["results"] == []
+    assert api(stranger).get(f"/api/model-management/jobs/{job.pk}").status_code == 404
+    viewer = UserFactory(role=Role.VIEWER)
+    grant(viewer, world, Role.VIEWER)
+    assert [j["id"] for j in api(viewer).get("/api/model-management/jobs").data["results"]] == [job.pk]
+    assert api(viewer).get(f"/api/model-management/jobs/{job.pk}").status_code == 200
+    assert api(viewer).get("/api/model-management/jobs/999999").status_code == 404
+
+
+def test_collection_endpoints_need_authentication(db):
+    for path in ("models", "jobs", "datasets", "audit-events"):
+        assert APIClient().get(f"/api/model-management/{path}").status_code == 401
+
+
+def test_registering_models_needs_the_maintainer_role(db, api):
+    body = {"name": "new-model", "family": "multitask-mlp"}
+    assert api(UserFactory(role=Role.TRAINER)).post("/api/model-management/models", body, format="json").status_code == 403
+    creator = UserFactory(role=Role.MAINTAINER)
+    response = api(creator).post("/api/model-management/models", body, format="json")
+    assert response.status_code == 201
+    assert response.data["owner"] == creator.username
+    assert response.data["permissions"] == ["view", "finetune", "activate", "manage"]
