@@ -1,0 +1,300 @@
+"""The training loop: AdamW, shuffled mini-batches, early stopping, checkpoints, stop and progress.
+
+Design choices and why:
+
+* **Deterministic** -- the same seed and data give bit-identical weights: the weights are
+  initialised after `torch.manual_seed(seed)`, batches are shuffled by a seeded
+  `torch.Generator`, deterministic algorithms and a fixed thread count are enforced, and the
+  global RNG (used by dropout) is forked so other code in the process neither disturbs nor is
+  disturbed by a run.
+* **Early stopping** on validation loss. The starting weights are scored first (epoch 0), so a
+  fine-tune that only makes a base model worse keeps the base weights. The best weights are
+  restored at the end. `early_stopping_patience` 0 turns it off.
+* **Checkpoint after every epoch** (see `checkpoint.py`); resuming restores the RNG and generator
+  states too, so a resumed run equals an uninterrupted one.
+* **Stop requests** are checked before every batch, so at most the batch in flight finishes.
+* **Progress** is throttled by time (`ProgressThrottle`); the loss is accumulated as a tensor so
+  the loop never waits on `.item()` except when a report is due.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .dataset import SampleSplit
+from .evaluation import task_metrics
+from .network import Architecture, MultiTaskNet
+from .reporting import EpochReport, ProgressReport, ProgressThrottle
+from .spec import TrainingSpec
+
+CHECKPOINT_FORMAT = 1
+StopCheck = Callable[[], bool]
+
+
+@dataclass
+class FitOutcome:
+    status: str  # "succeeded" | "stopped"
+    model: MultiTaskNet  # holding the best weights
+    epochs_run: int
+    best_epoch: int  # 0 = the starting weights were never beaten
+    best_val_loss: float
+    final_val_loss: float  # of the last finished epoch
+    final_train_loss: float | None
+    steps_run: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint_path: str | None = None
+
+
+@dataclass
+class _State:
+    """Everything besides weights that decides how the rest of a run goes (checkpointed)."""
+
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    steps_run: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def data_fingerprint(spec: TrainingSpec, split: SampleSplit) -> str:
+    """Identifies what a checkpoint may be resumed with: same samples and same learning setup."""
+    digest = hashlib.sha256()
+    for array in (split.x_train, split.y_train, split.x_val, split.y_val):
+        digest.update(array.tobytes())
+    free = {"epochs", "early_stopping_patience", "fee_per_trade"}  # may change between stop and resume
+    decisive = {k: v for k, v in asdict(spec).items() if k not in free}
+    digest.update(json.dumps(decisive, sort_keys=True, default=list).encode())
+    return digest.hexdigest()
+
+
+def as_stop_check(should_stop: StopCheck | Any | None) -> StopCheck:
+    """Accept a callable or anything with `is_set()` (a `threading.Event`)."""
+    if should_stop is None:
+        return lambda: False
+    if hasattr(should_stop, "is_set"):
+        return should_stop.is_set
+    return should_stop
+
+
+@contextmanager
+def _reproducible(threads: int) -> Iterator[None]:
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(previous_deterministic)
+        torch.set_num_threads(previous_threads)
+
+
+def fit(
+    spec: TrainingSpec,
+    split: SampleSplit,
+    *,
+    checkpoint_path: str | Path | None = None,
+    init_weights: Mapping[str, torch.Tensor] | None = None,
+    resume_from: str | Path | None = None,
+    on_progress: Callable[[ProgressReport], None] | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    should_stop: StopCheck | Any | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> FitOutcome:
+    """Train a `MultiTaskNet` on `split`; see the module docstring for the rules it follows."""
+    with _reproducible(spec.num_threads):
+        return _fit(
+            spec,
+            split,
+            checkpoint_path=Path(checkpoint_path) if checkpoint_path else None,
+            init_weights=init_weights,
+            resume=load_checkpoint(resume_from) if resume_from else None,
+            on_progress=on_progress,
+            on_epoch=on_epoch,
+            stop=as_stop_check(should_stop),
+            throttle=ProgressThrottle(clock=clock),
+        )
+
+
+def build_model(spec: TrainingSpec, input_size: int) -> MultiTaskNet:
+    torch.manual_seed(spec.seed)
+    return MultiTaskNet(Architecture(input_size, tuple(spec.hidden_sizes), spec.dropout))
+
+
+def _load_weights(model: nn.Module, weights: Mapping[str, torch.Tensor], what: str) -> None:
+    try:
+        model.load_state_dict(dict(weights), strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{what} do not fit this architecture: {exc}") from exc
+
+
+def _fit(
+    spec: TrainingSpec,
+    split: SampleSplit,
+    *,
+    checkpoint_path: Path | None,
+    init_weights: Mapping[str, torch.Tensor] | None,
+    resume: dict[str, Any] | None,
+    on_progress: Callable[[ProgressReport], None] | None,
+    on_epoch: Callable[[EpochReport], None] | None,
+    stop: StopCheck,
+    throttle: ProgressThrottle,
+) -> FitOutcome:
+    norm = split.normalization
+    x_train = torch.from_numpy(norm.apply(split.x_train))
+    y_train = torch.from_numpy(split.y_train)
+    x_val = torch.from_numpy(norm.apply(split.x_val))
+    y_val = torch.from_numpy(split.y_val)
+
+    model = build_model(spec, x_train.shape[1])
+    if init_weights is not None:
+        _load_weights(model, init_weights, "initial weights")
+    if spec.freeze_trunk:
+        for parameter in model.trunk.parameters():
+            parameter.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # foreach: one fused update over all tensors, markedly faster than a loop for small layers.
+    optimizer = torch.optim.AdamW(trainable, lr=spec.learning_rate, weight_decay=spec.weight_decay, foreach=True)
+    generator = torch.Generator().manual_seed(spec.seed)
+    loss_fn = nn.BCEWithLogitsLoss()
+    fingerprint = data_fingerprint(spec, split)
+
+    def validate() -> tuple[float, dict[str, float]]:
+        model.eval()
+        with torch.no_grad():
+            logits = model(x_val)
+            loss = float(loss_fn(logits, y_val))
+        return loss, task_metrics(torch.sigmoid(logits).numpy(), split.y_val)
+
+    state = _State()
+    if resume is not None:
+        if resume.get("fingerprint") != fingerprint:
+            raise ValueError("checkpoint was written for other data or settings; it cannot be resumed here")
+        _load_weights(model, resume["model"], "checkpoint weights")
+        optimizer.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["torch_rng"])
+        generator.set_state(resume["generator"])
+        state = _State(**resume["state"])
+        last_val = state.history[-1]["val_loss"] if state.history else state.best_loss
+        last_metrics = state.history[-1]["metrics"] if state.history else {}
+    else:
+        last_val, last_metrics = validate()
+        state.best_loss, state.best_weights = last_val, _snapshot(model)
+
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / spec.batch_size)
+    total_steps = max(1, spec.epochs * steps_per_epoch)
+    started, steps_this_call = time.perf_counter(), 0
+    status, last_train_loss = "succeeded", state.history[-1]["train_loss"] if state.history else None
+    patience = spec.early_stopping_patience
+
+    stopped_early = patience > 0 and state.bad_epochs >= patience
+    while state.epoch < spec.epochs and not stopped_early:
+        epoch = state.epoch + 1
+        epoch_started = time.perf_counter()
+        model.train()
+        if spec.freeze_trunk:
+            model.trunk.eval()  # frozen features: no dropout noise on what the heads read
+        order = torch.randperm(n, generator=generator)
+        running, seen = torch.zeros(()), 0
+        for step in range(steps_per_epoch):
+            if stop():
+                status = "stopped"
+                break
+            batch = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+            loss = loss_fn(model(x_train[batch]), y_train[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.detach() * len(batch)
+            seen += len(batch)
+            state.steps_run += 1
+            steps_this_call += 1
+            if on_progress is not None and throttle.due():
+                done = (epoch - 1) * steps_per_epoch + step + 1
+                rate = (time.perf_counter() - started) / steps_this_call
+                on_progress(
+                    ProgressReport(
+                        epoch=epoch,
+                        total_epochs=spec.epochs,
+                        step=step + 1,
+                        steps_per_epoch=steps_per_epoch,
+                        progress=round(100.0 * done / total_steps, 2),
+                        loss=float(running) / seen,
+                        val_loss=last_val,
+                        metrics=dict(last_metrics),
+                        eta_s=round(rate * (total_steps - done), 2),
+                    )
+                )
+        if status == "stopped":
+            break
+
+        last_train_loss = float(running) / max(seen, 1)
+        last_val, last_metrics = validate()
+        improved = last_val < state.best_loss
+        if improved:
+            state.best_loss, state.best_epoch, state.bad_epochs = last_val, epoch, 0
+            state.best_weights = _snapshot(model)
+        else:
+            state.bad_epochs += 1
+        state.epoch = epoch
+        report = EpochReport(
+            epoch=epoch,
+            train_loss=last_train_loss,
+            val_loss=last_val,
+            metrics=last_metrics,
+            duration_s=round(time.perf_counter() - epoch_started, 4),
+            best_epoch=state.best_epoch,
+            improved=improved,
+        )
+        state.history.append(asdict(report))
+        if checkpoint_path is not None:
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "fingerprint": fingerprint,
+                    "model": _snapshot(model),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "generator": generator.get_state(),
+                    "state": asdict(state),
+                },
+            )
+        if on_epoch is not None:
+            on_epoch(report)
+        stopped_early = patience > 0 and state.bad_epochs >= patience
+
+    model.load_state_dict(state.best_weights)
+    model.eval()
+    return FitOutcome(
+        status=status,
+        model=model,
+        epochs_run=state.epoch,
+        best_epoch=state.best_epoch,
+        best_val_loss=state.best_loss,
+        final_val_loss=last_val,
+        final_train_loss=last_train_loss,
+        steps_run=state.steps_run,
+        history=state.history,
+        checkpoint_path=str(checkpoint_path) if checkpoint_path is not None and state.epoch > 0 else None,
+    )

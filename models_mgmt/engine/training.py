@@ -1,0 +1,174 @@
+"""The one entry point a training worker calls: `run_training`.
+
+Public API::
+
+    from models_mgmt.engine.spec import TrainingSpec
+    from models_mgmt.engine.training import run_training, TrainingResult
+    from models_mgmt.engine.reporting import ProgressReport, EpochReport
+
+    spec = TrainingSpec.from_config(config)            # FineTuningConfig + family hyperparameters
+    result = run_training(
+        spec,
+        data=bars,                                      # DataFrame: date index; open, high, low, close, volume
+        work_dir="/var/lib/techanal/jobs/42",           # checkpoint.pt and artifact/ go here
+        init_weights=None,                              # base version: artifact dir, .safetensors or state dict
+        resume_from=None,                               # a checkpoint.pt (or a work_dir holding one)
+        on_progress=lambda report: ...,                 # ProgressReport, at most every 0.5 s
+        on_epoch=lambda report: ...,                    # EpochReport, after every epoch
+        should_stop=event,                              # threading.Event or () -> bool; checked every batch
+    )
+
+`result.status` is "succeeded" (an artifact was written: `artifact_dir`, `checksum`,
+`response_time_ms`) or "stopped" (no artifact; `checkpoint_path` can resume the run). Scores are
+plain dicts with the wire's camelCase keys (`metrics`, `baselines`, `backtest`, see
+`evaluation.py`); `accuracy` is `metrics["overallScore"]`. Bad data or settings raise ValueError.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .checkpoint import CHECKPOINT_NAME
+from .dataset import build_split
+from .evaluation import backtest, majority_baselines, task_metrics
+from .reporting import EpochReport, ProgressReport
+from .spec import TrainingSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+ARTIFACT_DIR = "artifact"
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    status: str  # "succeeded" | "stopped"
+    epochs_run: int
+    best_epoch: int  # 0 = the starting weights were never beaten on validation
+    final_val_loss: float
+    best_val_loss: float
+    final_train_loss: float | None
+    metrics: dict[str, float]  # patternRecognition, signalAccuracy, riskAssessment, overallScore
+    baselines: dict[str, float]  # the same keys, for the training window's majority class
+    backtest: dict[str, float | int]  # see evaluation.backtest
+    training_duration_s: float
+    train_samples: int
+    validation_samples: int
+    embargo_samples: int
+    train_window: tuple[str, str]  # ISO dates of the first and last training sample
+    validation_window: tuple[str, str]
+    steps_run: int
+    hyperparameters: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    artifact_dir: str | None = None
+    checksum: str | None = None
+    response_time_ms: float | None = None  # onnxruntime, one sample, median (see artifact.py)
+    checkpoint_path: str | None = None
+
+    @property
+    def accuracy(self) -> float:
+        """The product's single accuracy figure is defined as `overallScore`."""
+        return self.metrics["overallScore"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "accuracy": self.accuracy}
+
+
+def _initial_weights(source: str | Path | Mapping[str, torch.Tensor] | None) -> Mapping[str, torch.Tensor] | None:
+    if source is None or isinstance(source, Mapping):
+        return source
+    from .artifact import load_weights
+
+    return load_weights(source)
+
+
+def run_training(
+    spec: TrainingSpec,
+    *,
+    data: pd.DataFrame,
+    work_dir: str | Path,
+    init_weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+    resume_from: str | Path | None = None,
+    on_progress: Callable[[ProgressReport], None] | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    should_stop: Callable[[], bool] | Any | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> TrainingResult:
+    """Split, train, evaluate on the validation window and, unless stopped, write the artifact."""
+    import torch
+
+    from .artifact import write_artifact
+    from .trainer import fit
+
+    started = time.perf_counter()
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    split = build_split(
+        data,
+        horizon=spec.horizon,
+        breakout_window=spec.breakout_window,
+        validation_split=spec.validation_split,
+        training_data_size=spec.training_data_size,
+    )
+    if resume_from is not None and Path(resume_from).is_dir():
+        resume_from = Path(resume_from) / CHECKPOINT_NAME
+    outcome = fit(
+        spec,
+        split,
+        checkpoint_path=work / CHECKPOINT_NAME,
+        init_weights=_initial_weights(init_weights),
+        resume_from=resume_from,
+        on_progress=on_progress,
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+        clock=clock,
+    )
+
+    with torch.no_grad():
+        x_val = torch.from_numpy(split.normalization.apply(split.x_val))
+        probabilities = torch.sigmoid(outcome.model(x_val)).numpy()
+    metrics = task_metrics(probabilities, split.y_val)
+    baselines = majority_baselines(split.y_train, split.y_val)
+    trades = backtest(probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade)
+
+    summary: dict[str, Any] = {
+        "status": outcome.status,
+        "epochs_run": outcome.epochs_run,
+        "best_epoch": outcome.best_epoch,
+        "final_val_loss": outcome.final_val_loss,
+        "best_val_loss": outcome.best_val_loss,
+        "final_train_loss": outcome.final_train_loss,
+        "metrics": metrics,
+        "baselines": baselines,
+        "backtest": trades,
+        "train_samples": len(split.x_train),
+        "validation_samples": len(split.x_val),
+        "embargo_samples": split.embargo_samples,
+        "train_window": split.train_window,
+        "validation_window": split.validation_window,
+        "steps_run": outcome.steps_run,
+        "hyperparameters": spec.hyperparameters(),
+        "history": outcome.history,
+        "checkpoint_path": outcome.checkpoint_path,
+    }
+    artifact = None
+    if outcome.status == "succeeded":
+        artifact = write_artifact(
+            work / ARTIFACT_DIR,
+            model=outcome.model,
+            normalization=split.normalization,
+            train_features=split.x_train,
+            training={"spec": asdict(spec), **summary},
+        )
+    return TrainingResult(
+        **summary,
+        training_duration_s=round(time.perf_counter() - started, 3),
+        artifact_dir=artifact.path if artifact else None,
+        checksum=artifact.checksum if artifact else None,
+        response_time_ms=artifact.response_time_ms if artifact else None,
+    )
