@@ -51,7 +51,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         response.data = {"detail": "Invalid input.", "code": "invalid", "fields": data}
     elif isinstance(exc, exceptions.APIException):
         detail = exc.detail
-        response.data = {"detail": str(detail) if not isinstance(detail, (dict, list)) else detail, "code": _first_code(exc.get_codes())}
+        if isinstance(detail, dict) and "detail" in detail:  # simplejwt nests its message
+            detail = detail["detail"]
+        response.data = {"detail": str(detail), "code": _first_code(exc.get_codes())}
     return response
 
 

@@ -152,7 +152,9 @@ METADATA_KEYS = ("hyperparameters", "trainingDuration", "epochs", "loss", "valid
 
 class ModelVersionSerializer(serializers.ModelSerializer):
     modelName = serializers.CharField(source="model.name")
-    responseTime = serializers.FloatField(source="response_time_ms", allow_null=True, help_text="median single-sample inference latency, ms")
+    responseTime = serializers.FloatField(
+        source="response_time_ms", allow_null=True, help_text="median single-sample inference latency, ms"
+    )
     trainingDataSize = serializers.IntegerField(source="training_data_size")
     trainingDate = serializers.DateTimeField(source="trained_at", allow_null=True)
     performanceMetrics = serializers.SerializerMethodField()
@@ -194,7 +196,9 @@ class FineTuningConfigSerializer(StrictSerializer):
         required=False, allow_null=True, help_text="version to start from; default: the active version"
     )
     dataset = serializers.CharField(required=False, help_text="dataset name; default: the model's default")
-    trainingDataSize = serializers.IntegerField(required=False, min_value=1, help_text="most recent N bars; default: all")
+    trainingDataSize = serializers.IntegerField(
+        required=False, min_value=1, help_text="most recent N bars; default: all"
+    )
     epochs = serializers.IntegerField(required=False, min_value=1, max_value=10000)
     learningRate = serializers.FloatField(required=False)
     batchSize = serializers.IntegerField(required=False, min_value=1, max_value=65536)
@@ -224,13 +228,17 @@ class FineTuningConfigSerializer(StrictSerializer):
         if patience > epochs:
             errors["earlyStoppingPatience"] = [f"must be between 0 and epochs ({epochs})"]
 
-        dataset_name = attrs.get("dataset") or (model.default_dataset.name if model.default_dataset else settings.DEFAULT_DATASET)
+        dataset_name = attrs.get("dataset") or (
+            model.default_dataset.name if model.default_dataset else settings.DEFAULT_DATASET
+        )
         dataset = Dataset.objects.filter(name=dataset_name).first()
         if dataset is None:
             errors["dataset"] = [f"unknown dataset '{dataset_name}'"]
         size = attrs.get("trainingDataSize")
         if dataset is not None and size is not None and size > dataset.bar_count:
-            errors["trainingDataSize"] = [f"dataset '{dataset.name}' holds {dataset.bar_count} bars; ask for at most that"]
+            errors["trainingDataSize"] = [
+                f"dataset '{dataset.name}' holds {dataset.bar_count} bars; ask for at most that"
+            ]
 
         base_version = None
         base_name = attrs.get("baseModel")
@@ -239,7 +247,9 @@ class FineTuningConfigSerializer(StrictSerializer):
             if base_version is None:
                 errors["baseModel"] = [f"model '{model.name}' has no version '{base_name}'"]
             elif base_version.status in (VersionStatus.TRAINING, VersionStatus.FAILED):
-                errors["baseModel"] = [f"version '{base_name}' is {base_version.status}; it has no weights to start from"]
+                errors["baseModel"] = [
+                    f"version '{base_name}' is {base_version.status}; it has no weights to start from"
+                ]
         else:
             base_version = active_version_of(model)
 
@@ -376,5 +386,16 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "actor", "action", "objectType", "objectId", "objectRepr", "modelName", "before", "after", "createdAt"]
+        fields = [
+            "id",
+            "actor",
+            "action",
+            "objectType",
+            "objectId",
+            "objectRepr",
+            "modelName",
+            "before",
+            "after",
+            "createdAt",
+        ]
         read_only_fields = fields

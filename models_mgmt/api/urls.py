@@ -11,7 +11,7 @@ MODEL = rf"^model-management/models/(?P<name>{MODEL_NAME_PATTERN})"
 VERSION = r"(?P<version>[A-Za-z0-9][A-Za-z0-9._+-]{0,31})"
 
 
-def route(pattern: str, view, name: str):  # noqa: ANN001 - a URL pattern helper
+def route(pattern: str, view, name: str):
     return re_path(rf"{pattern}/?$", view.as_view(), name=name)
 
 
@@ -37,6 +37,10 @@ urlpatterns = [
     route(r"^model-management/jobs", training.JobListView, "job-list"),
     route(r"^model-management/jobs/(?P<job_id>[0-9]{1,18})", training.JobDetailView, "job-detail"),
     route(r"^model-management/datasets", datasets.DatasetListView, "dataset-list"),
-    route(r"^model-management/datasets/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})", datasets.DatasetDetailView, "dataset-detail"),
+    route(
+        r"^model-management/datasets/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})",
+        datasets.DatasetDetailView,
+        "dataset-detail",
+    ),
     route(r"^model-management/audit-events", audit.AuditEventListView, "audit-list"),
 ]

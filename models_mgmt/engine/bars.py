@@ -58,6 +58,25 @@ class BarsError(ValueError):
         self.total = total if total is not None else len(self.errors)
 
 
+def _parse_dates(cells: pd.Series) -> pd.Series:
+    """Dates as naive timestamps; a cell that is no date becomes NaT (reported by the caller)."""
+    import pandas as pd
+
+    try:
+        parsed = pd.to_datetime(cells, errors="coerce", format="mixed")
+        return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+    except (ValueError, TypeError, OverflowError):
+        # Mixed time zones: a bar's date would depend on the zone, so only zone-free dates pass.
+        def one(cell: str) -> pd.Timestamp:
+            try:
+                stamp = pd.Timestamp(cell) if cell else pd.NaT
+                return pd.NaT if stamp is pd.NaT or stamp.tzinfo is not None else stamp
+            except (ValueError, TypeError, OverflowError):
+                return pd.NaT
+
+        return pd.to_datetime(cells.map(one), errors="coerce")
+
+
 def load_builtin(name: str) -> pd.DataFrame:
     import importlib
 
@@ -84,11 +103,22 @@ def parse_csv(data: bytes, *, max_bytes: int) -> pd.DataFrame:
     if "\x00" in text:
         raise BarsError("file contains NUL bytes; it is not a CSV text file")
     try:
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        # Blank lines are kept while reading so each record's index gives its line in the file.
+        raw = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise BarsError(f"not a readable CSV: {exc}") from exc
 
-    by_lower = {str(c).strip().lower(): c for c in raw.columns}
+    raw = raw[~(raw.apply(lambda s: s.str.strip()) == "").all(axis=1)]
+    lowered = [str(c).strip().lower() for c in raw.columns]
+    ambiguous = sorted({c for c in lowered if lowered.count(c) > 1 and c in COLUMNS})
+    if ambiguous:
+        raise BarsError(
+            f"column(s) given twice: {', '.join(ambiguous)}",
+            [RowError(1, c.capitalize(), "column appears more than once") for c in ambiguous],
+        )
+    by_lower = dict(zip(lowered, raw.columns, strict=True))
     missing = [c for c in COLUMNS if c not in by_lower]
     if missing:
         found = ", ".join(str(c) for c in raw.columns) or "none"
@@ -102,7 +132,7 @@ def parse_csv(data: bytes, *, max_bytes: int) -> pd.DataFrame:
     frame = raw[[by_lower[c] for c in COLUMNS]].copy()
     frame.columns = list(COLUMNS)
     frame = frame.apply(lambda s: s.str.strip())
-    lines = pd.Series(range(2, len(frame) + 2), index=frame.index)
+    lines = pd.Series(frame.index + 2, index=frame.index)
     errors: list[RowError] = []
 
     def flag(mask: pd.Series, column: str, message: str) -> None:
@@ -112,7 +142,7 @@ def parse_csv(data: bytes, *, max_bytes: int) -> pd.DataFrame:
     for column in COLUMNS:
         cells = frame[column]
         flag(cells == "", column, "empty value")
-    dates = pd.to_datetime(frame["date"], errors="coerce", format="mixed")
+    dates = _parse_dates(frame["date"])
     flag((frame["date"] != "") & dates.isna(), "date", "not a date (use YYYY-MM-DD)")
 
     numbers: dict[str, pd.Series] = {}

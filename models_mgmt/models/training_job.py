@@ -65,3 +65,6 @@ class TrainingEpoch(models.Model):
     class Meta:
         ordering = ["job", "epoch"]
         constraints = [models.UniqueConstraint(fields=["job", "epoch"], name="epoch_unique_per_job")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} epoch {self.epoch}"

@@ -35,9 +35,7 @@ class ModelVersion(models.Model):
                 condition=models.Q(status=VersionStatus.ACTIVE),
                 name="one_active_version_per_model",
             ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=VersionStatus.values), name="version_status_valid"
-            ),
+            models.CheckConstraint(condition=models.Q(status__in=VersionStatus.values), name="version_status_valid"),
         ]
         indexes = [models.Index(fields=["model", "status"])]
 

@@ -92,9 +92,7 @@ def ai_model_delete(*, actor: Any, model: AIModel) -> None:
 
 
 @transaction.atomic
-def ai_model_access_set(
-    *, actor: Any, model: AIModel, grantee: Any | Group, role: str | None
-) -> list[str]:
+def ai_model_access_set(*, actor: Any, model: AIModel, grantee: Any | Group, role: str | None) -> list[str]:
     """Give a user or group exactly the object permissions of `role` on the model (None revokes all).
 
     Returns the codenames the grantee holds afterwards.

@@ -16,7 +16,9 @@ from .errors import Forbidden, InvalidInput
 def _store_bars(dataset: Dataset, frame: Any) -> None:
     Bar.objects.bulk_create(
         [
-            Bar(dataset=dataset, date=day, open=row.open, high=row.high, low=row.low, close=row.close, volume=row.volume)
+            Bar(
+                dataset=dataset, date=day, open=row.open, high=row.high, low=row.low, close=row.close, volume=row.volume
+            )
             for day, row in zip(frame.index, frame.itertuples(index=False), strict=True)
         ],
         batch_size=2000,

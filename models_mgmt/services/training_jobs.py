@@ -50,7 +50,9 @@ def training_job_start(
     never sees a job that a rollback later erases.
     """
     if not settings.MODEL_TRAINING_ENABLED:
-        raise Unavailable("Training is disabled on this server (MODEL_TRAINING_ENABLED=false).", code="training_disabled")
+        raise Unavailable(
+            "Training is disabled on this server (MODEL_TRAINING_ENABLED=false).", code="training_disabled"
+        )
     require_model_perm(actor, model, PERM_FINETUNE, "start training")
     live = TrainingJob.objects.select_related("model").filter(model=model, status__in=LIVE_JOB_STATUSES).first()
     if live is not None:
@@ -72,7 +74,9 @@ def training_job_start(
         if live is None:
             raise
         raise _conflict_with(live) from exc
-    audit_record(actor=actor, action="job.started", obj=job, ai_model=model, after={"status": job.status, "config": job.config})
+    audit_record(
+        actor=actor, action="job.started", obj=job, ai_model=model, after={"status": job.status, "config": job.config}
+    )
     return job
 
 
@@ -88,5 +92,12 @@ def training_job_stop(*, actor: Any, model: AIModel) -> TrainingJob:
         return job
     target = JobStatus.STOPPED if job.status == JobStatus.QUEUED else JobStatus.STOPPING
     training_job_transition(job, target)
-    audit_record(actor=actor, action="job.stop_requested", obj=job, ai_model=model, before={"status": before}, after={"status": job.status})
+    audit_record(
+        actor=actor,
+        action="job.stop_requested",
+        obj=job,
+        ai_model=model,
+        before={"status": before},
+        after={"status": job.status},
+    )
     return job

@@ -28,7 +28,7 @@ def run_together(calls: list[Callable[[], int]]) -> list[int]:
         try:
             barrier.wait()
             results[index] = call()
-        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+        except BaseException as exc:
             results[index] = exc
         finally:
             connections.close_all()
@@ -63,7 +63,12 @@ def test_simultaneous_activations_leave_exactly_one_active(api, race_model, atte
         grant(user, race_model, Role.MAINTAINER)
         users.append(user)
     clients = [api(u) for u in users]
-    codes = run_together([lambda c=c, n=n: c.post(f"{BASE}/versions/{n}/activate").status_code for c, n in zip(clients, names)])
+    codes = run_together(
+        [
+            lambda c=c, n=n: c.post(f"{BASE}/versions/{n}/activate").status_code
+            for c, n in zip(clients, names, strict=True)
+        ]
+    )
     assert codes == [200] * len(names)
     statuses = list(ModelVersion.objects.filter(model=race_model).values_list("status", flat=True))
     assert statuses.count(VersionStatus.ACTIVE) == 1
@@ -78,7 +83,9 @@ def test_simultaneous_starts_give_one_job_and_409s(api, race_model, attempt):
         grant(user, race_model, Role.TRAINER)
         users.append(user)
     clients = [api(u) for u in users]
-    codes = run_together([lambda c=c: c.post(f"{BASE}/fine-tune", {"epochs": 2}, format="json").status_code for c in clients])
+    codes = run_together(
+        [lambda c=c: c.post(f"{BASE}/fine-tune", {"epochs": 2}, format="json").status_code for c in clients]
+    )
     assert sorted(codes) == [202, 409, 409, 409]
     assert TrainingJob.objects.filter(model=race_model).count() == 1
     assert TrainingJob.objects.get(model=race_model).status == JobStatus.QUEUED
@@ -98,5 +105,7 @@ def test_simultaneous_stop_and_start_never_leave_two_live_jobs(api, race_model):
     )
     assert codes[0] == 200
     assert codes[1] in (202, 409)
-    live = TrainingJob.objects.filter(model=race_model, status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.STOPPING])
+    live = TrainingJob.objects.filter(
+        model=race_model, status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.STOPPING]
+    )
     assert live.count() == (1 if codes[1] == 202 else 0)

@@ -22,7 +22,7 @@ class DatasetListView(generics.GenericAPIView):
         return self.get_paginated_response(DatasetSerializer(page, many=True).data)
 
     @extend_schema(
-        summary="Upload a CSV of OHLCV bars (maintainer role); a broken file stores nothing and names the rows at fault",
+        summary="Upload a CSV of OHLCV bars (maintainer role); a broken file stores nothing, names rows at fault",
         request={"multipart/form-data": DatasetUploadSerializer},
         responses={201: DatasetSerializer, **errors(400, 403)},
     )
@@ -44,6 +44,9 @@ class DatasetListView(generics.GenericAPIView):
 
 
 class DatasetDetailView(generics.GenericAPIView):
-    @extend_schema(summary="One dataset with its date range and latest bars", responses={200: DatasetDetailSerializer, **errors(404)})
+    @extend_schema(
+        summary="One dataset with its date range and latest bars",
+        responses={200: DatasetDetailSerializer, **errors(404)},
+    )
     def get(self, request: Request, name: str) -> Response:
         return Response(DatasetDetailSerializer(selectors.dataset_get(request.user, name)).data)

@@ -25,7 +25,9 @@ from .base import ModelScopedView
 class ModelListView(generics.GenericAPIView):
     serializer_class = AIModelSerializer
 
-    @extend_schema(summary="List the AI models the caller may view", responses={200: AIModelSerializer(many=True), **errors()})
+    @extend_schema(
+        summary="List the AI models the caller may view", responses={200: AIModelSerializer(many=True), **errors()}
+    )
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(selectors.ai_model_list(request.user))
         return self.get_paginated_response(AIModelSerializer(page, many=True).data)
@@ -48,11 +50,16 @@ class ModelListView(generics.GenericAPIView):
             default_dataset=v["defaultDataset"],
         )
         model = selectors.ai_model_get(request.user, model.name)
-        return Response(AIModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        return Response(
+            AIModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ModelDetailView(ModelScopedView):
-    @extend_schema(summary="One AI model, with the caller's permissions on it", responses={200: AIModelDetailSerializer, **errors(404)})
+    @extend_schema(
+        summary="One AI model, with the caller's permissions on it",
+        responses={200: AIModelDetailSerializer, **errors(404)},
+    )
     def get(self, request: Request, name: str) -> Response:
         return Response(AIModelDetailSerializer(self.get_ai_model(name), context={"request": request}).data)
 
@@ -68,7 +75,9 @@ class ModelDetailView(ModelScopedView):
         services.ai_model_update(actor=request.user, model=model, changes=data.changes())
         return Response(AIModelDetailSerializer(self.get_ai_model(name), context={"request": request}).data)
 
-    @extend_schema(summary="Delete a model and its versions (manage permission)", responses={204: None, **errors(403, 404, 409)})
+    @extend_schema(
+        summary="Delete a model and its versions (manage permission)", responses={204: None, **errors(403, 404, 409)}
+    )
     def delete(self, request: Request, name: str) -> Response:
         services.ai_model_delete(actor=request.user, model=self.get_ai_model(name))
         return Response(status=status.HTTP_204_NO_CONTENT)

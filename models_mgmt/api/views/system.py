@@ -25,7 +25,10 @@ class HealthView(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(summary="Database, broker, worker and channel-layer state", responses={200: HealthSerializer, 503: HealthSerializer})
+    @extend_schema(
+        summary="Database, broker, worker and channel-layer state",
+        responses={200: HealthSerializer, 503: HealthSerializer},
+    )
     def get(self, request: Request) -> Response:
         report = health_report()
         code = 200 if report["status"] == "ok" else 503
@@ -42,7 +45,9 @@ TokenPairSerializer = inline_serializer(
 class TokenObtainView(TokenObtainPairView):
     throttle_scope = "auth"
 
-    @extend_schema(summary="Obtain an access and refresh token pair", responses={200: TokenPairSerializer, **errors(400, 401)})
+    @extend_schema(
+        summary="Obtain an access and refresh token pair", responses={200: TokenPairSerializer, **errors(400, 401)}
+    )
     def post(self, request: Request, *args, **kwargs) -> Response:
         return super().post(request, *args, **kwargs)
 
@@ -50,7 +55,10 @@ class TokenObtainView(TokenObtainPairView):
 class TokenRefreshRotatingView(TokenRefreshView):
     throttle_scope = "auth"
 
-    @extend_schema(summary="Exchange a refresh token for a new pair; the old refresh token is blacklisted", responses={200: TokenPairSerializer, **errors(400, 401)})
+    @extend_schema(
+        summary="Exchange a refresh token for a new pair; the old refresh token is blacklisted",
+        responses={200: TokenPairSerializer, **errors(400, 401)},
+    )
     def post(self, request: Request, *args, **kwargs) -> Response:
         return super().post(request, *args, **kwargs)
 
@@ -58,6 +66,9 @@ class TokenRefreshRotatingView(TokenRefreshView):
 class TokenRevokeView(TokenBlacklistView):
     throttle_scope = "auth"
 
-    @extend_schema(summary="Blacklist a refresh token (sign out)", responses={200: inline_serializer("Empty", {}), **errors(400, 401)})
+    @extend_schema(
+        summary="Blacklist a refresh token (sign out)",
+        responses={200: inline_serializer("Empty", {}), **errors(400, 401)},
+    )
     def post(self, request: Request, *args, **kwargs) -> Response:
         return super().post(request, *args, **kwargs)

@@ -26,13 +26,23 @@ class FineTuneView(ModelScopedView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         job = services.training_job_start(
-            actor=request.user, model=model, config=v["config"], dataset=v["dataset_obj"], base_version=v["base_version"]
+            actor=request.user,
+            model=model,
+            config=v["config"],
+            dataset=v["dataset_obj"],
+            base_version=v["base_version"],
         )
-        return Response(TrainingJobSerializer(selectors.training_job_get(request.user, job.pk)).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            TrainingJobSerializer(selectors.training_job_get(request.user, job.pk)).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class FineTuneStatusView(ModelScopedView):
-    @extend_schema(summary="The model's current or latest training job", responses={200: TrainingJobDetailSerializer, **errors(404)})
+    @extend_schema(
+        summary="The model's current or latest training job",
+        responses={200: TrainingJobDetailSerializer, **errors(404)},
+    )
     def get(self, request: Request, name: str) -> Response:
         return Response(TrainingJobDetailSerializer(selectors.training_job_latest(request.user, name)).data)
 
@@ -51,7 +61,10 @@ class FineTuneStopView(ModelScopedView):
 class JobListView(generics.GenericAPIView):
     serializer_class = TrainingJobSerializer
 
-    @extend_schema(summary="Training jobs of the models the caller may view, newest first", responses={200: TrainingJobSerializer(many=True), **errors()})
+    @extend_schema(
+        summary="Training jobs of the models the caller may view, newest first",
+        responses={200: TrainingJobSerializer(many=True), **errors()},
+    )
     def get(self, request: Request) -> Response:
         queryset = selectors.training_job_list(request.user)
         model_name = request.query_params.get("model")
@@ -65,6 +78,9 @@ class JobListView(generics.GenericAPIView):
 
 
 class JobDetailView(generics.GenericAPIView):
-    @extend_schema(summary="One training job with its per-epoch history", responses={200: TrainingJobDetailSerializer, **errors(404)})
+    @extend_schema(
+        summary="One training job with its per-epoch history",
+        responses={200: TrainingJobDetailSerializer, **errors(404)},
+    )
     def get(self, request: Request, job_id: int) -> Response:
         return Response(TrainingJobDetailSerializer(selectors.training_job_get(request.user, job_id)).data)

@@ -21,14 +21,19 @@ NOT_COMPUTED = "not_computed"
 class VersionListView(generics.GenericAPIView):
     serializer_class = ModelVersionSerializer
 
-    @extend_schema(summary="Versions of a model, newest first", responses={200: ModelVersionSerializer(many=True), **errors(404)})
+    @extend_schema(
+        summary="Versions of a model, newest first", responses={200: ModelVersionSerializer(many=True), **errors(404)}
+    )
     def get(self, request: Request, name: str) -> Response:
         page = self.paginate_queryset(selectors.model_version_list(request.user, name))
         return self.get_paginated_response(ModelVersionSerializer(page, many=True).data)
 
 
 class VersionDetailView(ModelScopedView):
-    @extend_schema(summary="One version with its metrics, baselines, backtest and metadata", responses={200: ModelVersionSerializer, **errors(404)})
+    @extend_schema(
+        summary="One version with its metrics, baselines, backtest and metadata",
+        responses={200: ModelVersionSerializer, **errors(404)},
+    )
     def get(self, request: Request, name: str, version: str) -> Response:
         return Response(ModelVersionSerializer(selectors.model_version_get(request.user, name, version)).data)
 
@@ -78,7 +83,9 @@ class ComparisonView(ModelScopedView):
         raw = request.query_params.get("versions", "")
         wanted = [v.strip() for v in raw.split(",") if v.strip()]
         if len(wanted) > selectors.MAX_COMPARED_VERSIONS:
-            raise InvalidInput("Too many versions.", fields={"versions": [f"compare at most {selectors.MAX_COMPARED_VERSIONS}"]})
+            raise InvalidInput(
+                "Too many versions.", fields={"versions": [f"compare at most {selectors.MAX_COMPARED_VERSIONS}"]}
+            )
         result = selectors.model_version_comparison(request.user, name, wanted or None)
         result["versions"] = ModelVersionSerializer(result["versions"], many=True).data
         return Response(result)
@@ -145,7 +152,9 @@ class DriftView(ModelScopedView):
     def get(self, request: Request, name: str) -> Response:
         model = self.get_ai_model(name)
         if not settings.MODEL_DRIFT_DETECTION_ENABLED:
-            raise Unavailable("Drift detection is disabled (MODEL_DRIFT_DETECTION_ENABLED=false).", code="drift_detection_disabled")
+            raise Unavailable(
+                "Drift detection is disabled (MODEL_DRIFT_DETECTION_ENABLED=false).", code="drift_detection_disabled"
+            )
         active = active_version_of(model)
         return Response(
             {

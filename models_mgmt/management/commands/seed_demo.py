@@ -43,7 +43,9 @@ class Command(BaseCommand):
             self._users(groups, password)
         for name in BUILTIN_DATASETS:
             dataset = services.dataset_import_builtin(name=name)
-            self.stdout.write(f"dataset {dataset.name}: {dataset.bar_count} bars {dataset.first_date}..{dataset.last_date}")
+            self.stdout.write(
+                f"dataset {dataset.name}: {dataset.bar_count} bars {dataset.first_date}..{dataset.last_date}"
+            )
         owner = get_user_model().objects.get(username="demo")  # fresh instance: no stale permission cache
         for name, dataset_name, description in DEMO_MODELS:
             model = AIModel.objects.filter(name=name).first()
@@ -59,7 +61,12 @@ class Command(BaseCommand):
             for role, group in groups.items():
                 services.ai_model_access_set(actor=owner, model=model, grantee=group, role=role)
             self.stdout.write(f"model {model.name}: shared with the viewer, trainer and maintainer roles")
-        self.stdout.write(self.style.SUCCESS(f"logins (password '{password}'): demo (maintainer), quant (trainer), analyst (viewer), admin (superuser)"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"logins (password '{password}'): "
+                "demo (maintainer), quant (trainer), analyst (viewer), admin (superuser)"
+            )
+        )
 
     def _users(self, groups: dict[str, Group], password: str) -> None:
         User = get_user_model()
