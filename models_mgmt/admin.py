@@ -7,10 +7,10 @@ from models_mgmt.models import AIModel, AuditEvent, Bar, Dataset, ModelVersion, 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows that only services write (versions, jobs, audit): admin shows them, never edits them."""
 
-    def has_add_permission(self, request, obj=None):  # noqa: ANN001, ARG002
+    def has_add_permission(self, request, obj=None):
         return False
 
-    def has_change_permission(self, request, obj=None):  # noqa: ANN001, ARG002
+    def has_change_permission(self, request, obj=None):
         return False
 
 
@@ -66,5 +66,5 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ("action", "object_type")
     search_fields = ("object_repr", "ai_model_name")
 
-    def has_delete_permission(self, request, obj=None):  # noqa: ANN001, ARG002
+    def has_delete_permission(self, request, obj=None):
         return False

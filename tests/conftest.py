@@ -18,7 +18,7 @@ def _fresh_throttles():
     cache.clear()
 
 
-def bearer(user) -> APIClient:  # noqa: ANN001
+def bearer(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
     return client

@@ -22,7 +22,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", "pw-123456")
 
     @factory.post_generation
-    def role(self, create, extracted, **kwargs):  # noqa: ANN001, ARG002
+    def role(self, create, extracted, **kwargs):
         if extracted:
             self.groups.add(roles_ensure()[extracted])
         self.save()
@@ -40,12 +40,20 @@ class DatasetFactory(factory.django.DjangoModelFactory):
     bar_count = 0
 
     @factory.post_generation
-    def bars(self, create, extracted, **kwargs):  # noqa: ANN001, ARG002
+    def bars(self, create, extracted, **kwargs):
         if not extracted or self.bar_count:  # get_or_create found it with its bars
             return
         start = dt.date(2020, 1, 1)
         Bar.objects.bulk_create(
-            Bar(dataset=self, date=start + dt.timedelta(days=i), open=100 + i, high=101 + i, low=99 + i, close=100.5 + i, volume=1000)
+            Bar(
+                dataset=self,
+                date=start + dt.timedelta(days=i),
+                open=100 + i,
+                high=101 + i,
+                low=99 + i,
+                close=100.5 + i,
+                volume=1000,
+            )
             for i in range(extracted)
         )
         self.bar_count = extracted
@@ -88,6 +96,6 @@ class TrainingJobFactory(factory.django.DjangoModelFactory):
     config = factory.LazyFunction(dict)
 
 
-def grant(user_or_group, model: AIModel, role: str) -> None:  # noqa: ANN001
+def grant(user_or_group, model: AIModel, role: str) -> None:
     for codename in ROLE_OBJECT_PERMS[role]:
         assign_perm(f"models_mgmt.{codename}", user_or_group, model)

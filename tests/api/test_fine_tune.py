@@ -18,7 +18,7 @@ def trainer(ai_model):
     return user
 
 
-def start(api, user, body):  # noqa: ANN001
+def start(api, user, body):
     return api(user).post(URL, body, format="json")
 
 
@@ -66,7 +66,13 @@ def test_out_of_bounds_field_is_named_and_nothing_is_written(api, trainer, field
     "body",
     [
         {"epochs": 1, "learningRate": 1, "batchSize": 1, "validationSplit": 0.5, "earlyStoppingPatience": 0},
-        {"epochs": 10000, "learningRate": 1e-9, "batchSize": 65536, "validationSplit": 0.01, "earlyStoppingPatience": 10000},
+        {
+            "epochs": 10000,
+            "learningRate": 1e-9,
+            "batchSize": 65536,
+            "validationSplit": 0.01,
+            "earlyStoppingPatience": 10000,
+        },
         {"trainingDataSize": 300},
         {"hyperparameters": {"hiddenSizes": [8], "dropout": 0.0, "seed": 7, "freezeTrunk": True}},
     ],

@@ -82,14 +82,18 @@ def test_delete_keeps_the_audit_trail(api, ai_model, owner):
 def test_sharing_with_a_user_grants_the_role_and_revoking_removes_it(api, ai_model, owner):
     colleague = UserFactory(role=Role.TRAINER)
     assert api(colleague).get(f"{MODELS}/{ai_model.name}").status_code == 404
-    granted = api(owner).post(f"{MODELS}/{ai_model.name}/access", {"user": colleague.username, "role": "trainer"}, format="json")
+    granted = api(owner).post(
+        f"{MODELS}/{ai_model.name}/access", {"user": colleague.username, "role": "trainer"}, format="json"
+    )
     assert granted.status_code == 200
     assert granted.data["permissions"] == ["finetune", "view"]
     assert api(colleague).get(f"{MODELS}/{ai_model.name}").data["permissions"] == ["view", "finetune"]
     event = AuditEvent.objects.get(action="model.access_changed")
     assert event.before == {"user": colleague.username, "permissions": []}
     assert event.after["permissions"] == ["finetune_aimodel", "view_aimodel"]
-    revoked = api(owner).post(f"{MODELS}/{ai_model.name}/access", {"user": colleague.username, "role": None}, format="json")
+    revoked = api(owner).post(
+        f"{MODELS}/{ai_model.name}/access", {"user": colleague.username, "role": None}, format="json"
+    )
     assert revoked.data["permissions"] == []
     assert api(colleague).get(f"{MODELS}/{ai_model.name}").status_code == 404
 
@@ -144,7 +148,12 @@ def test_model_status_reflects_training_and_activation(api, ai_model, owner):
     assert api(owner).get(f"{MODELS}/{ai_model.name}").data["status"] == "idle"
     ModelVersionFactory(model=ai_model, version="v1.0.0", status="active", accuracy=0.6, response_time_ms=0.8)
     data = api(owner).get(f"{MODELS}/{ai_model.name}").data
-    assert (data["status"], data["activeVersion"], data["accuracy"], data["responseTime"]) == ("active", "v1.0.0", 0.6, 0.8)
+    assert (data["status"], data["activeVersion"], data["accuracy"], data["responseTime"]) == (
+        "active",
+        "v1.0.0",
+        0.6,
+        0.8,
+    )
     job = TrainingJobFactory(model=ai_model, dataset=ai_model.default_dataset, status=JobStatus.RUNNING)
     data = api(owner).get(f"{MODELS}/{ai_model.name}").data
     assert (data["status"], data["currentJobId"]) == ("training", job.pk)

@@ -17,7 +17,12 @@ from models_mgmt.services.roles import roles_ensure
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory, grant
 
 BASE = "/api/model-management/models/llama3.1:8b"
-SMALLEST_ROLE = {PERM_VIEW: Role.VIEWER, PERM_FINETUNE: Role.TRAINER, PERM_ACTIVATE: Role.MAINTAINER, PERM_MANAGE: Role.MAINTAINER}
+SMALLEST_ROLE = {
+    PERM_VIEW: Role.VIEWER,
+    PERM_FINETUNE: Role.TRAINER,
+    PERM_ACTIVATE: Role.MAINTAINER,
+    PERM_MANAGE: Role.MAINTAINER,
+}
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,9 @@ def test_collection_endpoints_need_authentication(db):
 
 def test_registering_models_needs_the_maintainer_role(db, api):
     body = {"name": "new-model", "family": "multitask-mlp"}
-    assert api(UserFactory(role=Role.TRAINER)).post("/api/model-management/models", body, format="json").status_code == 403
+    assert (
+        api(UserFactory(role=Role.TRAINER)).post("/api/model-management/models", body, format="json").status_code == 403
+    )
     creator = UserFactory(role=Role.MAINTAINER)
     response = api(creator).post("/api/model-management/models", body, format="json")
     assert response.status_code == 201
