@@ -12,13 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write `state` to a temporary file beside `path`, then rename it over `path`."""
+    import torch
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -36,4 +36,6 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint; `weights_only` refuses pickled code, so a tampered file cannot run any."""
+    import torch
+
     return torch.load(Path(path), map_location="cpu", weights_only=True)

@@ -68,7 +68,8 @@ def test_light_modules_do_not_import_torch():
     """The web process imports these; torch must load only when training runs."""
     code = (
         "import sys; import models_mgmt.engine.bars, models_mgmt.engine.families, "
-        "models_mgmt.engine.config, models_mgmt.engine.spec, models_mgmt.engine.features; "
+        "models_mgmt.engine.config, models_mgmt.engine.spec, models_mgmt.engine.features, "
+        "models_mgmt.engine.training, models_mgmt.engine.reporting; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,48 @@
+"""Checkpoints are written every epoch, atomically, with everything a resume needs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models_mgmt.engine.checkpoint import load_checkpoint, save_checkpoint
+from models_mgmt.engine.trainer import fit
+
+
+def test_every_epoch_leaves_a_complete_checkpoint(spec, split, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    seen = []
+
+    def on_epoch(report):
+        state = load_checkpoint(path)
+        seen.append(state["state"]["epoch"])
+        assert {"model", "optimizer", "torch_rng", "generator", "fingerprint"} <= set(state)
+        assert {"best_loss", "best_epoch", "bad_epochs", "best_weights", "history"} <= set(state["state"])
+
+    fit(spec, split, checkpoint_path=path, on_epoch=on_epoch)
+    assert seen == [1, 2, 3, 4]
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary files left
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.ones(2)})
+
+    def broken_save(obj, stream):
+        stream.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"epoch": 2, "w": torch.zeros(2)})
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_a_checkpoint_of_other_data_is_refused(spec, split, bars, tmp_path):
+    from tests.engine.conftest import split_for
+
+    fit(spec, split, checkpoint_path=tmp_path / "c.pt")
+    other = split_for(bars.iloc[-800:], spec)
+    with pytest.raises(ValueError, match="other data"):
+        fit(spec, other, resume_from=tmp_path / "c.pt")
