@@ -5,3 +5,21 @@ class ModelsMgmtConfig(AppConfig):
     name = "models_mgmt"
     verbose_name = "Model management"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django_q.signals import post_spawn
+
+        post_spawn.connect(_reap_on_worker_start, dispatch_uid="techanal-reap-on-spawn")
+
+
+def _reap_on_worker_start(sender: object, proc_name: str, **kwargs: object) -> None:
+    """A worker that starts (or replaces a killed one) first looks for jobs whose worker is gone."""
+    import logging
+
+    from models_mgmt.services.training_run import training_jobs_reap
+
+    try:
+        for job_id, action in training_jobs_reap():
+            logging.getLogger(__name__).warning("reaped training job %s: %s", job_id, action)
+    except Exception:
+        logging.getLogger(__name__).exception("reaping training jobs at worker start failed")

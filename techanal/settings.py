@@ -128,6 +128,9 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 TRAINING_JOB_TIMEOUT_S = env.int("TRAINING_JOB_TIMEOUT_S", default=6 * 3600)
+# A running job whose heartbeat is older than this (or whose worker process is gone) is reaped.
+TRAINING_HEARTBEAT_TIMEOUT_S = env.int("TRAINING_HEARTBEAT_TIMEOUT_S", default=120)
+TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=3)
 Q_CLUSTER = {
     "name": "techanal",
     "workers": env.int("TRAINING_WORKERS", default=2),

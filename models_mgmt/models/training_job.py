@@ -27,6 +27,7 @@ class TrainingJob(models.Model):
         "models_mgmt.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="job"
     )
     attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -77,6 +77,10 @@ def training_job_start(
     audit_record(
         actor=actor, action="job.started", obj=job, ai_model=model, after={"status": job.status, "config": job.config}
     )
+    from models_mgmt.tasks import training_job_enqueue
+
+    job_id = job.pk
+    transaction.on_commit(lambda: training_job_enqueue(job_id))
     return job
 
 

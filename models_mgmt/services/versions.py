@@ -26,12 +26,23 @@ def _transition(version: ModelVersion, to: str) -> None:
 def model_version_activate(*, actor: Any, model: AIModel, version: str) -> ModelVersion:
     """Make `version` the active one; the previously active version becomes deprecated.
 
-    Also the rollback path: a deprecated version can be activated again. The model row is locked
-    so concurrent activations are serialised; the partial unique index guarantees one active.
+    Also the rollback path: a deprecated version can be activated again.
     """
+    require_model_perm(actor, model, PERM_ACTIVATE, "activate versions")
+    return _activate(model=model, version=version, actor=actor, reason="manual")
+
+
+@transaction.atomic
+def model_version_activate_system(*, model: AIModel, version: ModelVersion, reason: str) -> ModelVersion:
+    """Activation decided by the pipeline itself (activationPolicy=if_better), audited as such."""
+    return _activate(model=model, version=version.version, actor=None, reason=reason)
+
+
+def _activate(*, model: AIModel, version: str, actor: Any, reason: str) -> ModelVersion:
+    # The model row is locked so concurrent activations are serialised; the partial unique index
+    # guarantees one active version even if something bypasses this function.
     if not settings.MODEL_VERSIONING_ENABLED:
         raise Unavailable("Model versioning is disabled (MODEL_VERSIONING_ENABLED=false).", code="versioning_disabled")
-    require_model_perm(actor, model, PERM_ACTIVATE, "activate versions")
     AIModel.objects.select_for_update().filter(pk=model.pk).first()
     target = ModelVersion.objects.select_for_update().filter(model=model, version=version).first()
     if target is None:
@@ -51,6 +62,6 @@ def model_version_activate(*, actor: Any, model: AIModel, version: str) -> Model
         obj=target,
         ai_model=model,
         before={"active": previous.version if previous else None},
-        after={"active": target.version},
+        after={"active": target.version, "reason": reason},
     )
     return target

@@ -1,0 +1,37 @@
+"""Score an existing version on another run's validation window.
+
+`activationPolicy=if_better` must compare the new version with the active one on the same
+bars, not on whatever window the active version was validated on when it was trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .dataset import build_split
+from .evaluation import task_metrics
+from .spec import TrainingSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def score_artifact_on_window(artifact_dir: str | Path, spec: TrainingSpec, data: pd.DataFrame) -> dict[str, float]:
+    """The version's task accuracies on the validation window that `spec` cuts from `data`."""
+    import torch
+
+    from .artifact import load_model
+
+    split = build_split(
+        data,
+        horizon=spec.horizon,
+        breakout_window=spec.breakout_window,
+        validation_split=spec.validation_split,
+        training_data_size=spec.training_data_size,
+    )
+    net, normalization = load_model(artifact_dir)
+    with torch.no_grad():
+        features = torch.from_numpy(normalization.apply(split.x_val)).float()
+        probabilities = torch.sigmoid(net(features)).numpy()
+    return task_metrics(probabilities, split.y_val)

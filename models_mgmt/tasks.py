@@ -1,0 +1,46 @@
+"""django-q2 entry points: each takes ids and calls one service."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Any
+
+logger = logging.getLogger(__name__)
+RUN_TASK = "models_mgmt.tasks.training_job_run"
+
+
+def training_job_enqueue(job_id: int) -> str:
+    """Hand a job to the training workers (called on commit of the transaction that queued it)."""
+    from django_q.tasks import async_task
+
+    return async_task(RUN_TASK, job_id, task_name=f"training-job-{job_id}-{os.urandom(3).hex()}", group="training")
+
+
+def training_job_run(job_id: int) -> dict[str, Any]:
+    """Run a job in this worker. SIGTERM makes the run checkpoint and requeue, then the worker exits."""
+    from models_mgmt.progress import JobProgress
+    from models_mgmt.services.training_run import training_job_execute
+
+    progress = JobProgress(job_id=job_id)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        logger.warning("worker %s got SIGTERM; checkpointing job %s", os.getpid(), job_id)
+        progress.shutdown.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        outcome = training_job_execute(job_id=job_id, progress=progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if progress.shutdown.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)  # now exit as the sender asked
+    return {"jobId": job_id, "status": outcome.status, "version": outcome.version}
+
+
+def training_jobs_reap() -> list[tuple[int, str]]:
+    from models_mgmt.services.training_run import training_jobs_reap as reap
+
+    return reap()
