@@ -197,8 +197,10 @@ class FineTuningConfigSerializer(StrictSerializer):
     )
     dataset = serializers.CharField(required=False, help_text="dataset name; default: the model's default")
     trainingDataSize = serializers.IntegerField(
-        required=False, min_value=1, help_text="most recent N bars; default: all"
+        required=False, min_value=1, help_text="most recent N bars of the window; default: all"
     )
+    startDate = serializers.DateField(required=False, help_text="first bar of the window; default: the first")
+    endDate = serializers.DateField(required=False, help_text="last bar of the window; default: the last")
     epochs = serializers.IntegerField(required=False, min_value=1, max_value=10000)
     learningRate = serializers.FloatField(required=False)
     batchSize = serializers.IntegerField(required=False, min_value=1, max_value=65536)
@@ -235,10 +237,26 @@ class FineTuningConfigSerializer(StrictSerializer):
         if dataset is None:
             errors["dataset"] = [f"unknown dataset '{dataset_name}'"]
         size = attrs.get("trainingDataSize")
-        if dataset is not None and size is not None and size > dataset.bar_count:
-            errors["trainingDataSize"] = [
-                f"dataset '{dataset.name}' holds {dataset.bar_count} bars; ask for at most that"
-            ]
+        start, end = attrs.get("startDate"), attrs.get("endDate")
+        window_bars = 0
+        if start and end and start >= end:
+            errors["endDate"] = ["must be after startDate"]
+        elif dataset is not None:
+            bars = dataset.bars.all()
+            if start:
+                bars = bars.filter(date__gte=start)
+            if end:
+                bars = bars.filter(date__lte=end)
+            window_bars = bars.count() if (start or end) else dataset.bar_count
+            if window_bars == 0:
+                errors["startDate" if start else "endDate"] = [
+                    f"dataset '{dataset.name}' has no bars in this window "
+                    f"({dataset.first_date} to {dataset.last_date} available)"
+                ]
+            elif size is not None and size > window_bars:
+                errors["trainingDataSize"] = [
+                    f"dataset '{dataset.name}' holds {window_bars} bars in the window; ask for at most that"
+                ]
 
         base_version = None
         base_name = attrs.get("baseModel")
@@ -272,10 +290,12 @@ class FineTuningConfigSerializer(StrictSerializer):
             batch_size=attrs.get("batchSize", settings.DEFAULT_BATCH_SIZE),
             validation_split=attrs.get("validationSplit", settings.DEFAULT_VALIDATION_SPLIT),
             early_stopping_patience=patience,
-            training_data_size=size if size is not None else dataset.bar_count,
+            training_data_size=size if size is not None else window_bars,
             base_model=base_version.version if base_version else None,
             activation_policy=attrs.get("activationPolicy", ActivationPolicy.MANUAL),
             hyperparameters={**family.defaults(), **hyper},
+            start_date=start.isoformat() if start else None,
+            end_date=end.isoformat() if end else None,
         )
         attrs["dataset_obj"] = dataset
         attrs["base_version"] = base_version

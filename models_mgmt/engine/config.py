@@ -19,6 +19,8 @@ class FineTuningConfig:
     base_model: str | None = None
     activation_policy: str = "manual"
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    start_date: str | None = None  # ISO date: first bar used (inclusive); None = the dataset's first
+    end_date: str | None = None  # ISO date: last bar used (inclusive); None = the dataset's last
 
     _WIRE = {
         "model_name": "modelName",
@@ -32,6 +34,8 @@ class FineTuningConfig:
         "base_model": "baseModel",
         "activation_policy": "activationPolicy",
         "hyperparameters": "hyperparameters",
+        "start_date": "startDate",
+        "end_date": "endDate",
     }
 
     def to_wire(self) -> dict[str, Any]:

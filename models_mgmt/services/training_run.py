@@ -107,7 +107,13 @@ def training_job_claim(*, job_id: int) -> TrainingJob | None:
 def _load_bars(job: TrainingJob) -> Any:
     import pandas as pd
 
-    rows = list(job.dataset.bars.order_by("date").values_list("date", "open", "high", "low", "close", "volume"))
+    config = job.config
+    bars = job.dataset.bars.order_by("date")
+    if config.get("startDate"):
+        bars = bars.filter(date__gte=config["startDate"])
+    if config.get("endDate"):
+        bars = bars.filter(date__lte=config["endDate"])
+    rows = list(bars.values_list("date", "open", "high", "low", "close", "volume"))
     frame = pd.DataFrame(rows, columns=["date", "open", "high", "low", "close", "volume"]).set_index("date")
     return frame
 

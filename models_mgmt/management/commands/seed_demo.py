@@ -11,15 +11,18 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from models_mgmt import services
+from models_mgmt.api.serializers import FineTuningConfigSerializer
 from models_mgmt.choices import Role
 from models_mgmt.engine.bars import BUILTIN_DATASETS
 from models_mgmt.models import AIModel
 from models_mgmt.services.roles import roles_ensure
+from models_mgmt.services.training_run import training_job_execute
 
 DEMO_MODELS = (
     ("techanal-signal", "sp500", "Signal, risk and breakout model for the S&P 500."),
     ("techanal-nasdaq", "nasdaq", "Signal, risk and breakout model for the NASDAQ Composite."),
 )
+FIRST_VERSION_WINDOW = ("1999-01-01", "2012-12-31")
 DEMO_USERS = (  # username, role, staff
     ("demo", Role.MAINTAINER, True),
     ("quant", Role.TRAINER, False),
@@ -36,8 +39,11 @@ class Command(BaseCommand):
             default=os.environ.get("DEMO_PASSWORD", "techanal-demo"),
             help="password of the demo logins (env DEMO_PASSWORD; default techanal-demo)",
         )
+        parser.add_argument(
+            "--epochs", type=int, default=20, help="epochs of each demo model's first version (0: do not train)"
+        )
 
-    def handle(self, *args: Any, password: str, **options: Any) -> None:
+    def handle(self, *args: Any, password: str, epochs: int, **options: Any) -> None:
         with transaction.atomic():
             groups = roles_ensure()
             self._users(groups, password)
@@ -61,11 +67,34 @@ class Command(BaseCommand):
             for role, group in groups.items():
                 services.ai_model_access_set(actor=owner, model=model, grantee=group, role=role)
             self.stdout.write(f"model {model.name}: shared with the viewer, trainer and maintainer roles")
+            if epochs and not model.versions.exists():
+                self._train_first_version(owner, model, epochs)
         self.stdout.write(
             self.style.SUCCESS(
                 f"logins (password '{password}'): "
                 "demo (maintainer), quant (trainer), analyst (viewer), admin (superuser)"
             )
+        )
+
+    def _train_first_version(self, owner: Any, model: AIModel, epochs: int) -> None:
+        """v1.0.0 trained on 1999-2012 through the normal job path, then activated, so that a
+        fine-tune on the later years (2013-2018) or on the other index has a base to start from."""
+        body = {"epochs": epochs, "startDate": FIRST_VERSION_WINDOW[0], "endDate": FIRST_VERSION_WINDOW[1]}
+        data = FineTuningConfigSerializer(data=body, context={"model": model})
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        job = services.training_job_start(
+            actor=owner, model=model, config=v["config"], dataset=v["dataset_obj"], base_version=None
+        )
+        outcome = training_job_execute(job_id=job.pk)
+        if outcome.status != "succeeded":
+            job.refresh_from_db()
+            self.stderr.write(f"training {model.name} v1.0.0 ended {outcome.status}: {job.error}")
+            return
+        version = services.model_version_activate(actor=owner, model=model, version=outcome.version)
+        self.stdout.write(
+            f"model {model.name}: {version.version} trained on {FIRST_VERSION_WINDOW[0]}..{FIRST_VERSION_WINDOW[1]} "
+            f"and activated (accuracy {version.accuracy:.3f}, baseline {version.baselines['overallScore']:.3f})"
         )
 
     def _users(self, groups: dict[str, Group], password: str) -> None:
