@@ -140,3 +140,9 @@ def test_spec_from_config_merges_family_defaults():
     assert spec.hyperparameters()["feePerTrade"] == 0.0005
     with pytest.raises(ValueError, match="horizon"):
         TrainingSpec.from_config(dataclasses.replace(config, hyperparameters={"horizon": 0}))
+
+
+def test_a_version_scored_on_its_own_window_reproduces_its_metrics(trained, bars, small_spec):
+    from models_mgmt.engine.scoring import score_artifact_on_window
+
+    assert score_artifact_on_window(trained.artifact_dir, small_spec, bars) == trained.metrics
