@@ -4,13 +4,14 @@ DATABASE_URL chooses the database as in production: unset is SQLite, postgres://
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 
 from techanal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-ARTIFACTS_DIR = VAR_DIR / "test-artifacts"  # noqa: F405
+ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", VAR_DIR / "test-artifacts"))  # noqa: F405
 # Tests render pages without running collectstatic first.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405

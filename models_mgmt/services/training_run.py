@@ -217,13 +217,17 @@ def _finish(job_id: int, status: str, **fields: Any) -> None:
         )
 
 
-def training_job_requeue(*, job_id: int, reason: str) -> bool:
-    """Running -> queued and handed to a worker again; resumes from the last checkpoint."""
+def training_job_requeue(*, job_id: int, reason: str, attempt_failed: bool = True) -> bool:
+    """Running -> queued and handed to a worker again; resumes from the last checkpoint.
+
+    A worker that shut down on request did not fail: its attempt is given back.
+    """
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update().select_related("model").get(pk=job_id)
         if job.status != JobStatus.RUNNING:
             return False
-        training_job_transition(job, JobStatus.QUEUED, worker="", error=reason)
+        attempts = job.attempts if attempt_failed else max(job.attempts - 1, 0)
+        training_job_transition(job, JobStatus.QUEUED, worker="", error=reason, attempts=attempts)
         audit_record(actor=None, action="job.requeued", obj=job, ai_model=job.model, after={"reason": reason})
         from models_mgmt.tasks import training_job_enqueue
 
@@ -284,7 +288,9 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
         rival = None
     if result.status == "stopped":
         if progress.shutdown.is_set() and not progress.stop.is_set():
-            training_job_requeue(job_id=job_id, reason="worker shut down; resuming from the last checkpoint")
+            training_job_requeue(
+                job_id=job_id, reason="worker shut down; resuming from the last checkpoint", attempt_failed=False
+            )
             return Outcome(JobStatus.QUEUED)
         _finish(job_id, JobStatus.STOPPED)
         return Outcome(JobStatus.STOPPED)
