@@ -46,7 +46,7 @@ class Cluster:
         }
         env.pop("REDIS_URL", None)
         self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
             env=env,

@@ -21,7 +21,7 @@ QUICK = {"epochs": 4, "startDate": "2013-01-01"}
 LONG = {"epochs": 400, "batchSize": 8, "earlyStoppingPatience": 0, "startDate": "2013-01-01"}
 
 
-def start(api, trainer, model, body):  # noqa: ANN001
+def start(api, trainer, model, body):
     response = api(trainer).post(f"/api/model-management/models/{model.name}/fine-tune", body, format="json")
     assert response.status_code == 202, response.data
     return response.data["id"]
