@@ -52,7 +52,11 @@ def test_activate_deprecates_the_previous_active(api, maintainer, versions):
     assert status_of("v1.1.0") == "active"
     assert status_of("v1.0.0") == "deprecated"
     event = AuditEvent.objects.get(action="version.activated")
-    assert (event.before, event.after, event.actor) == ({"active": "v1.0.0"}, {"active": "v1.1.0", "reason": "manual"}, maintainer)
+    assert (event.before, event.after, event.actor) == (
+        {"active": "v1.0.0"},
+        {"active": "v1.1.0", "reason": "manual"},
+        maintainer,
+    )
 
 
 def test_rollback_reactivates_a_deprecated_version(api, maintainer, versions):
