@@ -18,7 +18,8 @@ VAR_DIR.mkdir(exist_ok=True)
 INSECURE_DEFAULT_SECRET_KEY = "django-insecure-techanal-development-key-do-not-use-in-production"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# `make run` keeps this installation's SECRET_KEY in .env; ENV_FILE points elsewhere.
+environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEFAULT_SECRET_KEY)
@@ -93,7 +94,9 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'techanal.sqlite3'}")}
+# An empty DATABASE_URL means the embedded default, like an unset one.
+DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'techanal.sqlite3'}"
+DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several writers (daphne, qcluster workers) share the file: WAL lets readers run beside a
     # writer, IMMEDIATE takes the write lock at BEGIN so two transactions never deadlock upgrading

@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -27,6 +29,8 @@ class TrainingJob(models.Model):
         "models_mgmt.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="job"
     )
     attempts = models.PositiveIntegerField(default=0)
+    # Names the job's working directory (checkpoints): unique even if ids are reused after a reset.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

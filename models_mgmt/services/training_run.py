@@ -45,8 +45,8 @@ class Outcome:
     version: str | None = None
 
 
-def job_work_dir(job_id: int) -> Path:
-    return Path(settings.ARTIFACTS_DIR) / "jobs" / str(job_id)
+def job_work_dir(job: TrainingJob) -> Path:
+    return Path(settings.ARTIFACTS_DIR) / "jobs" / str(job.uid)
 
 
 def version_dir(model_name: str, version: str) -> Path:
@@ -246,7 +246,7 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
         return Outcome("skipped")
     progress = progress or JobProgress(job_id=job_id)
     config = FineTuningConfig.from_wire(job.config)
-    work = job_work_dir(job_id)
+    work = job_work_dir(job)
     checkpoint = work / "checkpoint.pt"
     try:
         spec = TrainingSpec.from_config(config, family=job.model.family)

@@ -67,7 +67,7 @@ def test_stop_ends_a_running_job_without_a_version_and_keeps_the_checkpoint(clus
     assert job.status == JobStatus.STOPPED
     assert job.version is None and not ModelVersion.objects.filter(model=model).exists()
     assert job.epoch < 400
-    assert (cluster.artifacts / "jobs" / str(job_id) / "checkpoint.pt").exists()
+    assert (cluster.artifacts / "jobs" / str(job.uid) / "checkpoint.pt").exists()
 
 
 def test_a_killed_worker_never_leaves_the_job_running(cluster, api, trainer_and_model):

@@ -21,7 +21,7 @@ def settings_check(**env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "techanal.settings", **env},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "techanal.settings", "ENV_FILE": "/nonexistent/.env", **env},
         capture_output=True,
         text=True,
         timeout=60,
