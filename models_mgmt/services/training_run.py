@@ -120,7 +120,11 @@ def _load_bars(job: TrainingJob) -> Any:
 
 @transaction.atomic
 def _finish_succeeded(job_id: int, result: Any, config: FineTuningConfig, rival: dict | None) -> ModelVersion:
-    job = TrainingJob.objects.select_for_update().select_related("model", "base_version", "dataset").get(pk=job_id)
+    job = (
+        TrainingJob.objects.select_for_update(of=("self",))
+        .select_related("model", "base_version", "dataset")
+        .get(pk=job_id)
+    )
     model = job.model
     number = next_version_number(model.pk)
     target = version_dir(model.name, number)
