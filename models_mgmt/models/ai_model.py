@@ -20,6 +20,7 @@ class AIModel(models.Model):
         "models_mgmt.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ai_models")
+    event_seq = models.PositiveIntegerField(default=0, help_text="seq of the model's last own feed event")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -25,6 +25,9 @@ def training_job_transition(job: TrainingJob, to: str, **fields: Any) -> Trainin
     if to in (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED):
         job.finished_at = timezone.now()
     job.save()
+    from models_mgmt.progress import publish_job_event
+
+    publish_job_event(job, "job.status")
     return job
 
 
@@ -74,6 +77,9 @@ def training_job_start(
         if live is None:
             raise
         raise _conflict_with(live) from exc
+    from models_mgmt.progress import publish_job_event
+
+    publish_job_event(job, "job.status")
     audit_record(
         actor=actor, action="job.started", obj=job, ai_model=model, after={"status": job.status, "config": job.config}
     )

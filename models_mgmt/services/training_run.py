@@ -241,51 +241,67 @@ def training_job_requeue(*, job_id: int, reason: str, attempt_failed: bool = Tru
 
 def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
     """Run one job to exactly one outcome. Safe to call for any job id: it only runs queued jobs."""
-    from models_mgmt.engine.spec import TrainingSpec
-    from models_mgmt.engine.training import run_training
     from models_mgmt.progress import JobProgress
 
     job = training_job_claim(job_id=job_id)
     if job is None:
         return Outcome("skipped")
     progress = progress or JobProgress(job_id=job_id)
-    config = FineTuningConfig.from_wire(job.config)
-    work = job_work_dir(job)
-    checkpoint = work / "checkpoint.pt"
+    progress.start()
     try:
-        spec = TrainingSpec.from_config(config, family=job.model.family)
-        init_weights = None
-        if job.base_version is not None:
-            base_dir = Path(job.base_version.artifact_path)
-            if not base_dir.is_dir():
-                raise FileNotFoundError(
-                    f"the artifact of base version {job.base_version.version} is missing at {base_dir}"
-                )
-            init_weights = base_dir
-        bars = _load_bars(job)
-        result = run_training(
-            spec,
-            data=bars,
-            work_dir=work,
-            init_weights=init_weights,
-            resume_from=checkpoint if checkpoint.exists() else None,
-            on_progress=progress.on_progress,
-            on_epoch=progress.on_epoch,
-            should_stop=progress.should_stop,
-        )
-    except FileNotFoundError as exc:
-        _finish(job_id, JobStatus.FAILED, error_code="artifact_missing", error=str(exc))
-        return Outcome(JobStatus.FAILED)
-    except ValueError as exc:
-        _finish(
-            job_id, JobStatus.FAILED, error_code="invalid_data", error=f"the data or config cannot be trained: {exc}"
-        )
-        return Outcome(JobStatus.FAILED)
-    except Exception as exc:
-        logger.exception("training job %s failed", job_id)
-        _finish(job_id, JobStatus.FAILED, error_code="training_error", error=f"{type(exc).__name__}: {exc}"[:2000])
-        return Outcome(JobStatus.FAILED)
+        return _run_claimed(job, progress)
+    finally:
+        progress.close()
 
+
+def _train(job: TrainingJob, config: FineTuningConfig, progress: Any) -> tuple[Any, Any, Any]:
+    from models_mgmt.engine.spec import TrainingSpec
+    from models_mgmt.engine.training import run_training
+
+    spec = TrainingSpec.from_config(config, family=job.model.family)
+    init_weights = None
+    if job.base_version is not None:
+        base_dir = Path(job.base_version.artifact_path)
+        if not base_dir.is_dir():
+            raise FileNotFoundError(f"the artifact of base version {job.base_version.version} is missing at {base_dir}")
+        init_weights = base_dir
+    bars = _load_bars(job)
+    checkpoint = job_work_dir(job) / "checkpoint.pt"
+    result = run_training(
+        spec,
+        data=bars,
+        work_dir=job_work_dir(job),
+        init_weights=init_weights,
+        resume_from=checkpoint if checkpoint.exists() else None,
+        on_progress=progress.on_progress,
+        on_epoch=progress.on_epoch,
+        should_stop=progress.should_stop,
+    )
+    return spec, bars, result
+
+
+def _failure(exc: Exception) -> tuple[str, str]:
+    """(errorCode, reason) a user can act on."""
+    if isinstance(exc, FileNotFoundError):
+        return "artifact_missing", str(exc)
+    if isinstance(exc, ValueError):
+        return "invalid_data", f"the data or config cannot be trained: {exc}"
+    return "training_error", f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _run_claimed(job: TrainingJob, progress: Any) -> Outcome:
+    job_id = job.pk
+    config = FineTuningConfig.from_wire(job.config)
+    try:
+        spec, bars, result = _train(job, config, progress)
+    except Exception as exc:
+        if not isinstance(exc, ValueError | FileNotFoundError):
+            logger.exception("training job %s failed", job_id)
+        progress.close()  # the last progress event goes out before the terminal status
+        code, reason = _failure(exc)
+        _finish(job_id, JobStatus.FAILED, error_code=code, error=reason)
+        return Outcome(JobStatus.FAILED)
+    progress.close()
     if result.status == "succeeded" and config.activation_policy == ActivationPolicy.IF_BETTER:
         rival = _score_active_on_window(job, spec, bars)
     else:
@@ -304,7 +320,7 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
         logger.exception("registering the version of job %s failed", job_id)
         _finish(job_id, JobStatus.FAILED, error_code="registration_error", error=f"{type(exc).__name__}: {exc}"[:2000])
         return Outcome(JobStatus.FAILED)
-    shutil.rmtree(work / "artifact", ignore_errors=True)
+    shutil.rmtree(job_work_dir(job) / "artifact", ignore_errors=True)
     return Outcome(JobStatus.SUCCEEDED, version.version)
 
 

@@ -64,4 +64,11 @@ def _activate(*, model: AIModel, version: str, actor: Any, reason: str) -> Model
         before={"active": previous.version if previous else None},
         after={"active": target.version, "reason": reason},
     )
+    from models_mgmt.progress import publish_model_event
+
+    publish_model_event(
+        model,
+        "version.activated",
+        {"version": target.version, "previousVersion": previous.version if previous else None, "reason": reason},
+    )
     return target

@@ -24,7 +24,8 @@ QUICK = {"epochs": 2, "startDate": "2016-01-01"}
 
 
 @pytest.fixture
-def sp500_model(db, settings, tmp_path):
+def sp500_model(transactional_db, settings, tmp_path):
+    """Committed rows: the worker's progress thread writes through its own connection."""
     settings.ARTIFACTS_DIR = tmp_path
     model = AIModelFactory(name="exec-model", default_dataset=dataset_import_builtin(name="sp500"))
     grant(model.owner, model, Role.MAINTAINER)

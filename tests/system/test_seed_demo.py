@@ -9,7 +9,7 @@ from models_mgmt.models import AIModel, AuditEvent, Bar, Dataset
 from models_mgmt.permissions import has_model_perm
 
 
-def test_seed_demo_is_idempotent_and_loads_real_data(db):
+def test_seed_demo_is_idempotent_and_loads_real_data(transactional_db):
     out = StringIO()
     call_command("seed_demo", stdout=out)
     counts = (AIModel.objects.count(), Dataset.objects.count(), Bar.objects.count(), AuditEvent.objects.count())

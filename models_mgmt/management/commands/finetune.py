@@ -41,7 +41,7 @@ class PrintingProgress(JobProgress):
     """Records progress like any worker and draws it on the terminal."""
 
     def on_progress(self, report: Any) -> None:
-        super().on_progress(report)
+        super().on_progress(report)  # noted for the next progress event
         loss = f"  loss {report.loss:.4f}" + (f"  val {report.val_loss:.4f}" if report.val_loss is not None else "")
         sys.stdout.write(progress_bar(report) + loss)
         sys.stdout.flush()
