@@ -1,3 +1,11 @@
-"""Websocket routes. The live progress feed is added by the progress issue."""
+"""Websocket routes served by daphne next to HTTP."""
 
-websocket_urlpatterns: list = []
+from django.urls import re_path
+
+from models_mgmt.consumers import JobFeedConsumer, ModelFeedConsumer
+from models_mgmt.models.ai_model import MODEL_NAME_PATTERN
+
+websocket_urlpatterns = [
+    re_path(rf"^ws/model-management/models/(?P<name>{MODEL_NAME_PATTERN})/progress/?$", ModelFeedConsumer.as_asgi()),
+    re_path(r"^ws/model-management/jobs/(?P<job_id>[0-9]{1,18})/?$", JobFeedConsumer.as_asgi()),
+]

@@ -1,0 +1,53 @@
+"""Websocket authentication: a bearer token in the handshake headers, or the browser's session.
+
+A token is never accepted in the URL (it would end up in logs). A connection that carries no
+`Authorization` header is a browser's: it must come from an allowed origin (no cross-site
+websocket hijacking) and authenticates with the session cookie.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.contrib.auth.models import AnonymousUser
+
+
+def bearer_token(scope: dict[str, Any]) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            kind, _, token = value.decode("latin1").partition(" ")
+            return token.strip() if kind.lower() == "bearer" else ""
+    return None
+
+
+@database_sync_to_async
+def user_for_token(token: str) -> tuple[Any, int | None]:
+    """(user, expiry as a unix time) for a valid access token; (AnonymousUser, None) otherwise."""
+    from rest_framework_simplejwt.authentication import JWTAuthentication
+    from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+
+    auth = JWTAuthentication()
+    try:
+        validated = auth.get_validated_token(token.encode())
+        user = auth.get_user(validated)
+    except (InvalidToken, TokenError, AuthenticationFailed):
+        return AnonymousUser(), None
+    if not user.is_active:
+        return AnonymousUser(), None
+    return user, int(validated["exp"])
+
+
+class BearerOrSessionAuth:
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.browser = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        token = bearer_token(scope)
+        if token is None:
+            return await self.browser(scope, receive, send)
+        user, expires = await user_for_token(token) if token else (AnonymousUser(), None)
+        return await self.inner({**scope, "user": user, "token_exp": expires}, receive, send)
