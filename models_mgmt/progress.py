@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from models_mgmt.models import AIModel, ProgressEvent, TrainingEpoch, TrainingJo
 
 logger = logging.getLogger(__name__)
 EMIT_INTERVAL_S = 0.4  # at least one event per 0.5 s, at most 2.5 per second per job
+MIN_EMIT_GAP_S = 0.25  # the final event waits this long after the previous one: never over 4/s
 LIVE_KEYS = ("loss", "valLoss", "metrics", "eta", "lastEpoch")
 
 
@@ -175,12 +177,15 @@ class JobProgress:
 
     def _run(self) -> None:
         try:
+            last = time.monotonic()
             while not self._finished.wait(self.interval_s):
                 try:
                     self.emit()
                 except Exception:
                     logger.exception("progress event of job %s failed", self.job_id)
                     close_old_connections()
+                last = time.monotonic()
+            time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - last)))
             self.emit()
         finally:
             connection.close()
