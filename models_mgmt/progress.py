@@ -132,6 +132,26 @@ def publish_model_event(model: AIModel, event_type: str, data: dict[str, Any]) -
     return payload
 
 
+def epoch_rows_save(job_id: int, epochs: list[dict[str, Any]]) -> None:
+    """Upsert per-epoch history rows (from live reports, or a finished run's whole history)."""
+    TrainingEpoch.objects.bulk_create(
+        [
+            TrainingEpoch(
+                job_id=job_id,
+                epoch=e["epoch"],
+                train_loss=e["train_loss"],
+                val_loss=e["val_loss"],
+                metrics=e["metrics"],
+                duration_s=e["duration_s"],
+            )
+            for e in epochs
+        ],
+        update_conflicts=True,
+        unique_fields=["job", "epoch"],
+        update_fields=["train_loss", "val_loss", "metrics", "duration_s"],
+    )
+
+
 @dataclass
 class JobProgress:
     """The worker side of one run: receives the engine's reports, emits events on a clock."""
@@ -143,6 +163,8 @@ class JobProgress:
     _latest: Any = None
     _last_epoch: Any = None
     _finished: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending_epochs: list = field(default_factory=list)
     _thread: threading.Thread | None = None
 
     def should_stop(self) -> bool:
@@ -152,17 +174,10 @@ class JobProgress:
         self._latest = report
 
     def on_epoch(self, report: Any) -> None:  # engine.reporting.EpochReport
-        self._last_epoch = report
-        TrainingEpoch.objects.update_or_create(
-            job_id=self.job_id,
-            epoch=report.epoch,
-            defaults={
-                "train_loss": report.train_loss,
-                "val_loss": report.val_loss,
-                "metrics": report.metrics,
-                "duration_s": report.duration_s,
-            },
-        )
+        """Noted only: the emitter thread writes the row, so the training loop never waits on the DB."""
+        with self._lock:
+            self._last_epoch = report
+            self._pending_epochs.append(report)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"job-{self.job_id}-progress", daemon=True)
@@ -212,6 +227,10 @@ class JobProgress:
     def emit(self) -> None:
         """Write the snapshot and heartbeat, publish it, and notice a stop request."""
         report = self._latest
+        with self._lock:
+            epochs, self._pending_epochs = self._pending_epochs, []
+        if epochs:
+            epoch_rows_save(self.job_id, [vars(e) for e in epochs])
         with transaction.atomic():
             job = TrainingJob.objects.select_for_update().select_related("model").filter(pk=self.job_id).first()
             if job is None or job.status not in (JobStatus.RUNNING, JobStatus.STOPPING):

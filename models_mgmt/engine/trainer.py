@@ -10,7 +10,8 @@ Design choices and why:
 * **Early stopping** on validation loss. The starting weights are scored first (epoch 0), so a
   fine-tune that only makes a base model worse keeps the base weights. The best weights are
   restored at the end. `early_stopping_patience` 0 turns it off.
-* **Checkpoint after every epoch** (see `checkpoint.py`); resuming restores the RNG and generator
+* **Checkpoint after every epoch** (see `checkpoint.py`; written by a background thread, flushed
+  before `fit` returns); resuming restores the RNG and generator
   states too, so a resumed run equals an uninterrupted one.
 * **Stop requests** are checked before every batch, so at most the batch in flight finishes.
 * **Progress** is throttled by time (`ProgressThrottle`); the loss is accumulated as a tensor so
@@ -19,6 +20,7 @@ Design choices and why:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -32,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointWriter, load_checkpoint
 from .dataset import SampleSplit
 from .evaluation import task_metrics
 from .network import Architecture, MultiTaskNet
@@ -121,18 +123,25 @@ def fit(
     clock: Callable[[], float] = time.monotonic,
 ) -> FitOutcome:
     """Train a `MultiTaskNet` on `split`; see the module docstring for the rules it follows."""
-    with _reproducible(spec.num_threads):
-        return _fit(
-            spec,
-            split,
-            checkpoint_path=Path(checkpoint_path) if checkpoint_path else None,
-            init_weights=init_weights,
-            resume=load_checkpoint(resume_from) if resume_from else None,
-            on_progress=on_progress,
-            on_epoch=on_epoch,
-            stop=as_stop_check(should_stop),
-            throttle=ProgressThrottle(clock=clock),
-        )
+    resume = load_checkpoint(resume_from) if resume_from else None
+    writer = CheckpointWriter(checkpoint_path) if checkpoint_path else None
+    try:
+        with _reproducible(spec.num_threads):
+            return _fit(
+                spec,
+                split,
+                checkpoint_path=Path(checkpoint_path) if checkpoint_path else None,
+                writer=writer,
+                init_weights=init_weights,
+                resume=resume,
+                on_progress=on_progress,
+                on_epoch=on_epoch,
+                stop=as_stop_check(should_stop),
+                throttle=ProgressThrottle(clock=clock),
+            )
+    finally:
+        if writer is not None:
+            writer.close()  # the last epoch's checkpoint is on disk before fit returns
 
 
 def build_model(spec: TrainingSpec, input_size: int) -> MultiTaskNet:
@@ -152,6 +161,7 @@ def _fit(
     split: SampleSplit,
     *,
     checkpoint_path: Path | None,
+    writer: CheckpointWriter | None,
     init_weights: Mapping[str, torch.Tensor] | None,
     resume: dict[str, Any] | None,
     on_progress: Callable[[ProgressReport], None] | None,
@@ -267,17 +277,17 @@ def _fit(
             improved=improved,
         )
         state.history.append(asdict(report))
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path,
+        if writer is not None:
+            writer.submit(
                 {
                     "format": CHECKPOINT_FORMAT,
                     "fingerprint": fingerprint,
                     "model": _snapshot(model),
-                    "optimizer": optimizer.state_dict(),
+                    # deep copies: the optimiser keeps updating its own tensors while the disk works
+                    "optimizer": copy.deepcopy(optimizer.state_dict()),
                     "torch_rng": torch.get_rng_state(),
                     "generator": generator.get_state(),
-                    "state": asdict(state),
+                    "state": copy.deepcopy(asdict(state)),
                 },
             )
         if on_epoch is not None:

@@ -171,6 +171,9 @@ def _finish_succeeded(job_id: int, result: Any, config: FineTuningConfig, rival:
         artifact_path=str(target),
         checksum=result.checksum or "",
     )
+    from models_mgmt.progress import epoch_rows_save
+
+    epoch_rows_save(job.pk, result.history)  # complete even across a resume after a crash
     training_job_transition(job, JobStatus.SUCCEEDED, version=version, progress=100.0)
     audit_record(
         actor=None, action="version.created", obj=version, ai_model=model, after={"version": number, "job": job.pk}

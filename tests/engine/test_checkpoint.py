@@ -9,18 +9,26 @@ from models_mgmt.engine.checkpoint import load_checkpoint, save_checkpoint
 from models_mgmt.engine.trainer import fit
 
 
-def test_every_epoch_leaves_a_complete_checkpoint(spec, split, tmp_path):
+def test_every_epoch_leaves_a_complete_checkpoint(spec, split, tmp_path, monkeypatch):
+    """Each epoch's checkpoint is written (in order, off the training thread) and complete."""
+    from models_mgmt.engine import checkpoint as checkpoint_module
+
     path = tmp_path / "checkpoint.pt"
-    seen = []
+    written = []
+    real_save = checkpoint_module.save_checkpoint
 
-    def on_epoch(report):
-        state = load_checkpoint(path)
-        seen.append(state["state"]["epoch"])
-        assert {"model", "optimizer", "torch_rng", "generator", "fingerprint"} <= set(state)
-        assert {"best_loss", "best_epoch", "bad_epochs", "best_weights", "history"} <= set(state["state"])
+    def recording_save(target, state):
+        result = real_save(target, state)
+        loaded = load_checkpoint(target)
+        assert {"model", "optimizer", "torch_rng", "generator", "fingerprint"} <= set(loaded)
+        assert {"best_loss", "best_epoch", "bad_epochs", "best_weights", "history"} <= set(loaded["state"])
+        written.append(loaded["state"]["epoch"])
+        return result
 
-    fit(spec, split, checkpoint_path=path, on_epoch=on_epoch)
-    assert seen == [1, 2, 3, 4]
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", recording_save)
+    fit(spec, split, checkpoint_path=path)
+    assert written == [1, 2, 3, 4]
+    assert load_checkpoint(path)["state"]["epoch"] == 4  # on disk when fit returns
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary files left
 
 
