@@ -76,3 +76,15 @@ ROLE_GLOBAL_PERMS: dict[str, tuple[str, ...]] = {
     Role.TRAINER: ("view_dataset",),
     Role.MAINTAINER: ("view_dataset", "add_dataset", "change_dataset", "add_aimodel", "view_auditevent"),
 }
+
+
+class AlertKind(models.TextChoices):
+    DATA_DRIFT = "data_drift", "Data drift"
+    PREDICTION_DRIFT = "prediction_drift", "Prediction drift"
+    PERFORMANCE_DRIFT = "performance_drift", "Performance drift"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"

@@ -43,6 +43,26 @@ def _workers() -> dict[str, Any]:
     return {"ok": bool(clusters), "clusters": len(clusters), "workers": workers}
 
 
+def _jobs() -> dict[str, Any]:
+    """Pending training work and the last heartbeat any training worker wrote."""
+    from django.db.models import Count, Max
+
+    from models_mgmt.choices import JobStatus
+    from models_mgmt.models import TrainingJob
+
+    counts = dict(
+        TrainingJob.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.STOPPING])
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    last = TrainingJob.objects.aggregate(at=Max("heartbeat_at"))["at"]
+    return {
+        "queued": counts.get(JobStatus.QUEUED, 0),
+        "running": counts.get(JobStatus.RUNNING, 0) + counts.get(JobStatus.STOPPING, 0),
+        "lastWorkerHeartbeat": last.isoformat() if last else None,
+    }
+
+
 def _channel_layer() -> dict[str, Any]:
     from channels.layers import get_channel_layer
 
@@ -56,6 +76,7 @@ def health_report() -> dict[str, Any]:
         "broker": _check(_broker),
         "workers": _check(_workers),
         "channelLayer": _check(_channel_layer),
+        "jobs": _check(_jobs),
     }
     status = "ok" if all(c["status"] == "up" for c in components.values()) else "degraded"
     return {"status": status, "components": components}

@@ -147,11 +147,20 @@ def _metric_value(version: ModelVersion, path: str) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def model_version_comparison(user: Any, model_name: str, versions: list[str] | None) -> dict[str, Any]:
-    """Versions side by side: each metric's value per version and which version is best.
+def model_version_comparison(
+    user: Any,
+    model_name: str,
+    versions: list[str] | None,
+    start: Any = None,
+    end: Any = None,
+) -> dict[str, Any]:
+    """Versions side by side: each stored metric's value per version and which version is best,
+    and (`heldOut`) every version re-evaluated on one common held-out window.
 
     Without a list, the most recent MAX_COMPARED_VERSIONS versions are compared.
     """
+    from models_mgmt.monitoring import held_out_comparison
+
     queryset = model_version_list(user, model_name)
     if versions:
         chosen = list(queryset.filter(version__in=versions))
@@ -168,4 +177,43 @@ def model_version_comparison(user: Any, model_name: str, versions: list[str] | N
         if len(present) >= 2 and len(set(present.values())) > 1:
             best = (max if higher_is_better else min)(present, key=present.__getitem__)
         rows.append({"metric": label, "higherIsBetter": higher_is_better, "values": values, "best": best})
-    return {"modelName": model_name, "versions": chosen, "metrics": rows}
+    model = ai_model_get(user, model_name)
+    held_out = held_out_comparison(model, chosen, start=start, end=end)
+    return {"modelName": model_name, "versions": chosen, "metrics": rows, "heldOut": held_out}
+
+
+# --- Monitoring ----------------------------------------------------------------------------------
+
+
+def model_live_metrics(user: Any, model_name: str, since: Any) -> dict[str, Any]:
+    from models_mgmt.monitoring import live_metrics
+
+    model = ai_model_get(user, model_name)
+    active = active_version_of(model)
+    return {"model": model, "active": active, "live": live_metrics(model, active, since)}
+
+
+def model_drift_report(
+    user: Any, model_name: str, *, dataset_name: str | None = None, start: Any = None, end: Any = None
+) -> dict[str, Any]:
+    """A drift report computed now (nothing stored), with the history the schedule kept."""
+    from models_mgmt.models import DriftReport
+    from models_mgmt.monitoring import drift_report_compute
+
+    model = ai_model_get(user, model_name)
+    dataset = dataset_get(user, dataset_name) if dataset_name else None
+    report = drift_report_compute(model, active_version_of(model), dataset=dataset, start=start, end=end)
+    report["history"] = [
+        {"id": r.pk, "createdAt": r.created_at.isoformat(), "verdict": r.verdict, "driftScore": r.drift_score,
+         "recommendation": r.recommendation, "version": r.report.get("activeVersion")}
+        for r in DriftReport.objects.filter(model=model).order_by("-created_at", "-id")[:20]
+    ]  # fmt: skip
+    return report
+
+
+def alert_list(user: Any, model_name: str, status: str | None = None) -> QuerySet:
+    from models_mgmt.models import Alert
+
+    model = ai_model_get(user, model_name)
+    alerts = Alert.objects.filter(model=model).select_related("version", "acknowledged_by", "model")
+    return alerts.filter(status=status) if status else alerts

@@ -44,3 +44,15 @@ def training_jobs_reap() -> list[tuple[int, str]]:
     from models_mgmt.services.training_run import training_jobs_reap as reap
 
     return reap()
+
+
+def predictions_resolve(dataset_id: int | None = None) -> int:
+    from models_mgmt.services.monitoring import predictions_resolve as resolve
+
+    return resolve(dataset_id=dataset_id)
+
+
+def monitoring_checks_run() -> list[tuple[str, str]]:
+    from models_mgmt.services.monitoring import monitoring_checks_run as run
+
+    return run()

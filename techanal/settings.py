@@ -254,3 +254,35 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Monitoring ---
+# Serving, live accuracy, drift and alerts (README "Monitoring"). Drift thresholds: a feature
+# drifts when its PSI reaches MONITORING_PSI_ALERT and its (autocorrelation-aware) KS p-value is
+# below MONITORING_KS_PVALUE; the window drifts when MONITORING_DRIFT_FEATURE_SHARE of them do.
+MONITORING_PSI_WARN = env.float("MONITORING_PSI_WARN", default=0.1)
+MONITORING_PSI_ALERT = env.float("MONITORING_PSI_ALERT", default=0.25)
+MONITORING_KS_PVALUE = env.float("MONITORING_KS_PVALUE", default=0.01)
+MONITORING_DRIFT_FEATURE_SHARE = env.float("MONITORING_DRIFT_FEATURE_SHARE", default=0.15)
+MONITORING_PERFORMANCE_ALPHA = env.float("MONITORING_PERFORMANCE_ALPHA", default=0.05)
+MONITORING_MIN_SAMPLES = env.int("MONITORING_MIN_SAMPLES", default=30)
+MONITORING_DRIFT_WINDOW_BARS = env.int("MONITORING_DRIFT_WINDOW_BARS", default=120)
+# Hysteresis: an alert opens after N consecutive reports over a threshold, clears after M under.
+MONITORING_ALERT_RAISE_AFTER = env.int("MONITORING_ALERT_RAISE_AFTER", default=2)
+MONITORING_ALERT_CLEAR_AFTER = env.int("MONITORING_ALERT_CLEAR_AFTER", default=3)
+MONITORING_CHECK_MINUTES = env.int("MONITORING_CHECK_MINUTES", default=60)
+MONITORING_RESOLVE_MINUTES = env.int("MONITORING_RESOLVE_MINUTES", default=5)
+MONITORING_PREDICT_MAX_BARS = env.int("MONITORING_PREDICT_MAX_BARS", default=1000)
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
+ALERT_WEBHOOK_TIMEOUT_S = env.float("ALERT_WEBHOOK_TIMEOUT_S", default=3.0)
+
+# --- Dashboard ---
+# Server-rendered tabs at /model-management/ behind a session login (README "Dashboard").
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/model-management/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# The dashboard ships its scripts as static files (no inline scripts), so nothing here needs
+# 'unsafe-inline'. Cookies stay same-site; the session is what the websocket feed authenticates.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"

@@ -419,3 +419,109 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "createdAt",
         ]
         read_only_fields = fields
+
+
+# --- Monitoring --------------------------------------------------------------------------------
+
+
+class BarInputSerializer(StrictSerializer):
+    """One OHLCV bar as a client sends it: the same rules as a CSV upload."""
+
+    date = serializers.DateField()
+    open = serializers.FloatField()
+    high = serializers.FloatField()
+    low = serializers.FloatField()
+    close = serializers.FloatField()
+    volume = serializers.FloatField(min_value=0)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        import math
+
+        errors: dict[str, list[str]] = {}
+        for key in ("open", "high", "low", "close", "volume"):
+            if not math.isfinite(attrs[key]):
+                errors[key] = ["must be a finite number"]
+            elif key != "volume" and attrs[key] <= 0:
+                errors[key] = ["price must be positive"]
+        if not errors:
+            if attrs["high"] < attrs["low"]:
+                errors["high"] = ["High is below Low"]
+            elif attrs["high"] < max(attrs["open"], attrs["close"]):
+                errors["high"] = ["High is below Open or Close"]
+            elif attrs["low"] > min(attrs["open"], attrs["close"]):
+                errors["low"] = ["Low is above Open or Close"]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+def _check_bar_dates(bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    dates = [b["date"] for b in bars]
+    if len(set(dates)) != len(dates):
+        seen: set[Any] = set()
+        twice = sorted({d.isoformat() for d in dates if d in seen or seen.add(d)})
+        raise serializers.ValidationError(f"duplicate date(s): {', '.join(twice[:20])}")
+    if dates != sorted(dates):
+        raise serializers.ValidationError("bars must be in ascending date order")
+    return bars
+
+
+class PredictSerializer(StrictSerializer):
+    """Either `bars` (a window of recent bars, oldest first) or `dataset` + `asOf`."""
+
+    bars = BarInputSerializer(many=True, required=False, help_text="at least the model's lookback of bars")
+    dataset = serializers.CharField(
+        required=False, max_length=64, help_text="with asOf: predict from its bars; with bars: whose bars resolve it"
+    )
+    asOf = serializers.DateField(required=False, help_text="last bar date to predict from (with dataset)")
+
+    def validate_bars(self, bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from models_mgmt.serving import LOOKBACK_BARS
+
+        limit = settings.MONITORING_PREDICT_MAX_BARS
+        if len(bars) < LOOKBACK_BARS:
+            raise serializers.ValidationError(
+                f"{len(bars)} bars given; the model's features need at least {LOOKBACK_BARS} consecutive bars "
+                f"(60-bar volatility plus warm-up), oldest first"
+            )
+        if len(bars) > limit:
+            raise serializers.ValidationError(f"at most {limit} bars per request")
+        return _check_bar_dates(bars)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "bars" in attrs and "asOf" in attrs:
+            raise serializers.ValidationError({"asOf": ["give either bars or dataset + asOf, not both"]})
+        if "bars" not in attrs and not ("dataset" in attrs and "asOf" in attrs):
+            raise serializers.ValidationError(
+                {"bars": ["give a window of bars, or dataset and asOf"]}
+                if "dataset" not in attrs
+                else {"asOf": ["required with dataset (YYYY-MM-DD)"]}
+            )
+        return attrs
+
+
+class BarsAppendSerializer(StrictSerializer):
+    bars = BarInputSerializer(many=True, help_text="new bars, oldest first; a date already stored must match")
+
+    def validate_bars(self, bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not bars:
+            raise serializers.ValidationError("give at least one bar")
+        if len(bars) > 10000:
+            raise serializers.ValidationError("at most 10000 bars per request")
+        return _check_bar_dates(bars)
+
+
+class AlertSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    modelName = serializers.CharField(source="model.name")
+    version = serializers.CharField(source="version.version", allow_null=True, default=None)
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    message = serializers.CharField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    recommendation = serializers.CharField()
+    openedAt = serializers.DateTimeField(source="opened_at")
+    resolvedAt = serializers.DateTimeField(source="resolved_at", allow_null=True)
+    acknowledgedAt = serializers.DateTimeField(source="acknowledged_at", allow_null=True)
+    acknowledgedBy = serializers.CharField(source="acknowledged_by.username", allow_null=True, default=None)
+    webhookStatus = serializers.CharField(source="webhook_status")

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from models_mgmt.models.ai_model import MODEL_NAME_PATTERN
 
-from .views import audit, datasets, models, system, training, versions
+from .views import audit, datasets, models, monitoring, system, training, versions
 
 MODEL = rf"^model-management/models/(?P<name>{MODEL_NAME_PATTERN})"
 VERSION = r"(?P<version>[A-Za-z0-9][A-Za-z0-9._+-]{0,31})"
@@ -31,6 +31,9 @@ urlpatterns = [
     route(rf"{MODEL}/metrics", versions.MetricsView, "model-metrics"),
     route(rf"{MODEL}/drift", versions.DriftView, "model-drift"),
     route(rf"{MODEL}/comparison", versions.ComparisonView, "model-comparison"),
+    route(rf"{MODEL}/predict", monitoring.PredictView, "model-predict"),
+    route(rf"{MODEL}/alerts", monitoring.AlertListView, "model-alerts"),
+    route(rf"{MODEL}/alerts/(?P<alert_id>[0-9]{{1,18}})/acknowledge", monitoring.AlertAcknowledgeView, "alert-ack"),
     route(rf"{MODEL}/fine-tune", training.FineTuneView, "fine-tune"),
     route(rf"{MODEL}/fine-tune/status", training.FineTuneStatusView, "fine-tune-status"),
     route(rf"{MODEL}/fine-tune/stop", training.FineTuneStopView, "fine-tune-stop"),
@@ -41,6 +44,11 @@ urlpatterns = [
         r"^model-management/datasets/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})",
         datasets.DatasetDetailView,
         "dataset-detail",
+    ),
+    route(
+        r"^model-management/datasets/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})/bars",
+        monitoring.DatasetBarsView,
+        "dataset-bars",
     ),
     route(r"^model-management/audit-events", audit.AuditEventListView, "audit-list"),
 ]

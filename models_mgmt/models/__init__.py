@@ -1,8 +1,21 @@
 from .ai_model import AIModel
 from .audit import AuditEvent
 from .dataset import Bar, Dataset
+from .monitoring import Alert, DriftReport, Prediction
 from .progress_event import ProgressEvent
 from .training_job import TrainingEpoch, TrainingJob
 from .version import ModelVersion
 
-__all__ = ["AIModel", "AuditEvent", "Bar", "Dataset", "ModelVersion", "ProgressEvent", "TrainingEpoch", "TrainingJob"]
+__all__ = [
+    "AIModel",
+    "Alert",
+    "AuditEvent",
+    "Bar",
+    "Dataset",
+    "DriftReport",
+    "ModelVersion",
+    "Prediction",
+    "ProgressEvent",
+    "TrainingEpoch",
+    "TrainingJob",
+]

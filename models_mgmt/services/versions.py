@@ -64,7 +64,12 @@ def _activate(*, model: AIModel, version: str, actor: Any, reason: str) -> Model
         before={"active": previous.version if previous else None},
         after={"active": target.version, "reason": reason},
     )
+    from models_mgmt import serving
     from models_mgmt.progress import publish_model_event
+
+    # Warm this process's serving cache once the activation is committed (other processes swap on
+    # their next request: every request reads the active version from the database).
+    transaction.on_commit(lambda: serving.preload(model.pk, target.version, target.checksum, target.artifact_path))
 
     publish_model_event(
         model,

@@ -131,8 +131,13 @@ def test_metrics_report_the_active_version_and_do_not_invent_live_numbers(api, m
     assert response.data["activeVersion"] == "v1.0.0"
     assert response.data["accuracy"] == 0.51
     assert response.data["performanceMetrics"]["signalAccuracy"] == 0.5
-    assert response.data["live"] is None
-    assert response.data["drift"] == {"status": "not_computed"}
+    # No prediction was served: live counts are 0, accuracy and latencies null, and it says why.
+    live = response.data["live"]
+    assert live["requests"] == 0 and live["resolved"] == 0
+    assert live["tasks"]["signalAccuracy"] == {"accuracy": None, "correct": 0, "count": 0, "ci95": None}
+    assert live["overallScore"] is None and live["responseTime"]["p95"] is None
+    assert "no predictions" in live["reason"]
+    assert response.data["drift"]["status"] == "not_checked_yet"
 
 
 def test_metrics_without_an_active_version(api, maintainer):
@@ -141,11 +146,13 @@ def test_metrics_without_an_active_version(api, maintainer):
     assert response.data["activeVersion"] is None and response.data["accuracy"] is None
 
 
-def test_drift_is_not_computed_yet_and_says_so(api, maintainer, versions):
+def test_drift_without_a_training_reference_says_so(api, maintainer, versions):
+    """A version that records no training window has nothing to compare with: no invented verdict."""
     response = api(maintainer).get(f"{BASE}/drift")
     assert response.status_code == 200
-    assert response.data["status"] == "not_computed"
+    assert response.data["status"] == "insufficient_data"
     assert response.data["driftScore"] is None and response.data["recommendation"] is None
+    assert "training window" in response.data["detail"]
 
 
 def test_drift_detection_can_be_switched_off(api, maintainer, versions, settings):

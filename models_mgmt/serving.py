@@ -1,0 +1,153 @@
+"""Serving the active version in the web process: onnxruntime only, never torch.
+
+The artifact's `model.onnx` takes RAW features (normalisation and sigmoid are inside the graph,
+see `engine.network.ServingModel`), so serving is: features of the submitted window
+(`engine.features.compute_features`), one row, one `session.run`.
+
+One loaded session per version, keyed by (model id, version, checksum) so a re-registered
+artifact can never be served under an old session. Loading happens under a lock and a session
+enters the cache only once fully built; `active[model id]` is replaced by one assignment, so a
+request sees either the old or the new version, never a half-loaded one, and the response names
+the one it used. The database says which version is active; `ServedVersion` objects are immutable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models_mgmt.engine.features import FEATURE_NAMES, WARMUP_BARS, compute_features
+from models_mgmt.engine.labels import TASKS
+
+# compute_features leaves the first WARMUP_BARS rows NaN: the row after them is the first with
+# every window full (the longest is the 60-bar volatility, plus EMA settling).
+LOOKBACK_BARS = WARMUP_BARS + 1
+ONNX = "model.onnx"
+ARCHITECTURE = "architecture.json"
+
+Key = tuple[int, str, str]
+
+
+class ServingError(Exception):
+    """The version cannot be served (no artifact, unreadable ONNX, ...)."""
+
+
+class WindowError(ValueError):
+    """The submitted bars cannot produce a feature row."""
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    model_id: int
+    version: str
+    checksum: str
+    tasks: tuple[str, ...]
+    session: Any  # onnxruntime.InferenceSession; run() is thread-safe
+    input_name: str
+    loaded_at: float
+
+    @property
+    def key(self) -> Key:
+        return (self.model_id, self.version, self.checksum)
+
+    def run(self, features: Any) -> Any:
+        """Probabilities (rows, tasks) for raw feature rows (rows, len(FEATURE_NAMES))."""
+        import numpy as np
+
+        return self.session.run(None, {self.input_name: np.asarray(features, dtype=np.float32)})[0]
+
+
+_lock = threading.Lock()
+_sessions: dict[Key, ServedVersion] = {}
+_active: dict[int, ServedVersion] = {}
+
+
+def _load(model_id: int, version: str, checksum: str, artifact_path: str) -> ServedVersion:
+    import onnxruntime as ort
+
+    directory = Path(artifact_path)
+    onnx_path = directory / ONNX
+    if not artifact_path or not onnx_path.is_file():
+        raise ServingError(f"version {version} has no ONNX artifact at {onnx_path}")
+    try:
+        tasks = tuple(json.loads((directory / ARCHITECTURE).read_text()).get("tasks", TASKS))
+    except (OSError, ValueError):
+        tasks = TASKS
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # one sample gains nothing from threads; requests run side by side
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ServingError(f"version {version}: model.onnx cannot be loaded ({exc})") from exc
+    return ServedVersion(model_id, version, checksum, tasks, session, session.get_inputs()[0].name, time.time())
+
+
+def session_for(model_id: int, version: str, checksum: str, artifact_path: str) -> ServedVersion:
+    """The loaded session of a version, loading it on first use (once, under the lock)."""
+    key = (model_id, version, checksum)
+    served = _sessions.get(key)
+    if served is not None:
+        return served
+    with _lock:
+        served = _sessions.get(key)
+        if served is None:
+            served = _load(model_id, version, checksum, artifact_path)
+            _sessions[key] = served
+    return served
+
+
+def serve_active(model_id: int, version: str, checksum: str, artifact_path: str) -> ServedVersion:
+    """The session of the version the database names active; swaps `_active` when it changed.
+
+    Sessions of versions that are no longer active are dropped so memory holds one per model
+    (plus any a comparison loaded), except while a request still holds a reference to one.
+    """
+    current = _active.get(model_id)
+    if current is not None and current.key == (model_id, version, checksum):
+        return current
+    served = session_for(model_id, version, checksum, artifact_path)
+    with _lock:
+        previous = _active.get(model_id)
+        _active[model_id] = served  # one assignment: the swap is atomic for readers
+        if previous is not None and previous.key != served.key:
+            _sessions.pop(previous.key, None)
+    return served
+
+
+def preload(model_id: int, version: str, checksum: str, artifact_path: str) -> None:
+    """Warm the cache on activation, so the first request after it does not pay the load."""
+    with contextlib.suppress(ServingError):  # the next request reports it
+        serve_active(model_id, version, checksum, artifact_path)
+
+
+def cached_keys() -> list[Key]:
+    return sorted(_sessions)
+
+
+def clear() -> None:
+    with _lock:
+        _sessions.clear()
+        _active.clear()
+
+
+def feature_row(bars: Any) -> Any:
+    """The raw feature row of the LAST bar of `bars` (a DataFrame sorted by date)."""
+    import numpy as np
+
+    if len(bars) < LOOKBACK_BARS:
+        raise WindowError(
+            f"{len(bars)} bars given; the features need at least {LOOKBACK_BARS} bars (the longest "
+            f"window is 60 bars plus warm-up for the moving averages)"
+        )
+    row = compute_features(bars.iloc[-(LOOKBACK_BARS + 200) :]).iloc[-1]
+    values = row.to_numpy(dtype=np.float64)
+    missing = [name for name, value in zip(FEATURE_NAMES, values, strict=True) if not np.isfinite(value)]
+    if missing:
+        raise WindowError(f"features {', '.join(missing)} are undefined for this window (constant or zero prices?)")
+    return values
