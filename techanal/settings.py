@@ -286,14 +286,3 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-
-# --- Dashboard ---
-# Server-rendered tabs at /model-management/ behind a session login (README "Dashboard").
-LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/model-management/"
-LOGOUT_REDIRECT_URL = "/accounts/login/"
-# The dashboard ships its scripts as static files (no inline scripts), so nothing here needs
-# 'unsafe-inline'. Cookies stay same-site; the session is what the websocket feed authenticates.
-SESSION_COOKIE_SAMESITE = "Lax"
-CSRF_COOKIE_SAMESITE = "Lax"
-SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
