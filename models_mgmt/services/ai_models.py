@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -88,7 +89,12 @@ def ai_model_delete(*, actor: Any, model: AIModel) -> None:
     if model.jobs.filter(status__in=LIVE_JOB_STATUSES).exists():
         raise Conflict("The model has a training job in progress; stop it first.", code="job_in_progress")
     audit_record(actor=actor, action="model.deleted", obj=model, ai_model=None, before=_snapshot(model))
+    from .training_run import job_work_dir, model_artifacts_dir
+
+    leftovers = [model_artifacts_dir(model.name), *(job_work_dir(job) for job in model.jobs.all())]
     model.delete()
+    # Files go only once the rows are gone for good: a rolled-back delete keeps its artifacts.
+    transaction.on_commit(lambda: [shutil.rmtree(path, ignore_errors=True) for path in leftovers])
 
 
 @transaction.atomic

@@ -49,9 +49,12 @@ def job_work_dir(job: TrainingJob) -> Path:
     return Path(settings.ARTIFACTS_DIR) / "jobs" / str(job.uid)
 
 
+def model_artifacts_dir(model_name: str) -> Path:
+    return Path(settings.ARTIFACTS_DIR) / "models" / model_name.replace(":", "_")
+
+
 def version_dir(model_name: str, version: str) -> Path:
-    safe = model_name.replace(":", "_")
-    return Path(settings.ARTIFACTS_DIR) / "models" / safe / version
+    return model_artifacts_dir(model_name) / version
 
 
 def next_version_number(model_id: int) -> str:

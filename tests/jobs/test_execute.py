@@ -184,3 +184,18 @@ def test_version_numbers_go_up_by_minor(db):
     for name in ("v1.0.0", "v1.4.0", "v1.2.3", "experimental"):
         ModelVersionFactory(model=model, version=name)
     assert next_version_number(model.pk) == "v1.5.0"
+
+
+def test_deleting_a_model_removes_its_artifacts(api, sp500_model):
+    outcome = training_job_execute(job_id=start(api, sp500_model, QUICK))
+    version = ModelVersion.objects.get(version=outcome.version)
+    artifact = version.artifact_path
+    job_dir = TrainingJob.objects.get(model=sp500_model).uid
+    from pathlib import Path
+
+    from django.conf import settings
+
+    assert Path(artifact).is_dir() and (Path(settings.ARTIFACTS_DIR) / "jobs" / str(job_dir)).is_dir()
+    assert api(sp500_model.owner).delete(f"/api/model-management/models/{sp500_model.name}").status_code == 204
+    assert not Path(artifact).exists()
+    assert not (Path(settings.ARTIFACTS_DIR) / "jobs" / str(job_dir)).exists()
