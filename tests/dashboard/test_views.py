@@ -1,0 +1,128 @@
+"""The dashboard pages without a browser: login, permissions in the HTML, each tab for each role."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from models_mgmt.choices import Role, VersionStatus
+from tests.factories import AIModelFactory, ModelVersionFactory, UserFactory, grant
+
+TABS = [
+    "/model-management/",
+    "/model-management/fine-tuning/",
+    "/model-management/versions/",
+    "/model-management/monitoring/",
+]
+
+
+@pytest.fixture
+def model(db):
+    model = AIModelFactory(name="dash-model")
+    grant(model.owner, model, Role.MAINTAINER)
+    ModelVersionFactory(model=model, version="v1.0.0", status=VersionStatus.ACTIVE)
+    ModelVersionFactory(model=model, version="v1.1.0", status=VersionStatus.READY, accuracy=0.6)
+    return model
+
+
+def signed_in(role: str, model) -> Client:
+    user = UserFactory(role=role)
+    grant(user, model, role)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("path", [*TABS, "/model-management"])
+def test_anonymous_visitors_go_to_the_login(client, db, path):
+    response = client.get(path, follow=True)
+    assert response.redirect_chain[-1][0].startswith("/accounts/login/?next=/model-management/")
+    assert b'name="password"' in response.content
+
+
+def test_the_root_leads_to_the_dashboard(client, db):
+    assert client.get("/")["Location"] == "/model-management/"
+
+
+def test_login_with_a_password_lands_on_the_dashboard(client, model):
+    UserFactory(username="alice", role=Role.VIEWER)
+    response = client.post("/accounts/login/", {"username": "alice", "password": "pw-123456"})
+    assert response.status_code == 302 and response["Location"] == "/model-management/"
+    refused = Client().post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    assert refused.status_code == 200 and b"alert-error" in refused.content
+
+
+def test_logout_is_a_post_and_ends_the_session(model):
+    client = signed_in(Role.VIEWER, model)
+    assert client.get("/model-management/").status_code == 200
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert client.get("/model-management/").status_code == 302
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.TRAINER, Role.MAINTAINER])
+@pytest.mark.parametrize("path", TABS)
+def test_every_tab_renders_for_every_role(model, role, path):
+    response = signed_in(role, model).get(path, {"model": model.name})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "dash-model" in html
+    assert "Sign out" in html
+    assert "cdn" not in html.lower() and "https://" not in html  # every asset is served locally
+
+
+def test_a_viewer_gets_no_start_stop_or_activate_controls(model):
+    client = signed_in(Role.VIEWER, model)
+    models_page = client.get("/model-management/").content.decode()
+    assert "Details" in models_page and 'data-action="start-training"' not in models_page
+    tuning = client.get("/model-management/fine-tuning/", {"model": model.name}).content.decode()
+    assert 'id="finetune-form"' not in tuning and 'id="start-button"' not in tuning and 'id="stop-button"' not in tuning
+    assert "does not allow starting" in tuning
+    versions = client.get("/model-management/versions/", {"model": model.name}).content.decode()
+    assert "v1.1.0" in versions and 'data-action="activate"' not in versions
+
+
+def test_a_trainer_may_start_but_not_activate(model):
+    client = signed_in(Role.TRAINER, model)
+    assert 'data-action="start-training"' in client.get("/model-management/").content.decode()
+    tuning = client.get("/model-management/fine-tuning/", {"model": model.name}).content.decode()
+    assert 'id="start-button"' in tuning and 'id="stop-button"' in tuning
+    versions = client.get("/model-management/versions/", {"model": model.name}).content.decode()
+    assert 'data-action="activate"' not in versions
+
+
+def test_a_maintainer_may_activate_a_ready_version_only(model):
+    client = signed_in(Role.MAINTAINER, model)
+    versions = client.get("/model-management/versions/", {"model": model.name}).content.decode()
+    assert versions.count('data-action="activate"') == 1
+    assert 'data-action="activate" data-version="v1.1.0"' in versions
+
+
+def test_the_form_is_prefilled_with_the_configured_defaults(model, settings):
+    settings.DEFAULT_TRAINING_EPOCHS = 7
+    settings.DEFAULT_LEARNING_RATE = 0.002
+    html = signed_in(Role.TRAINER, model).get("/model-management/fine-tuning/").content.decode()
+    assert 'id="f-epochs" name="epochs" type="number" min="1" max="10000" step="1" value="7"' in html
+    assert 'value="0.002"' in html
+    assert 'data-hp="hiddenSizes"' in html and 'value="64, 32"' in html
+
+
+def test_metrics_are_shown_beside_their_baselines(model):
+    version = model.versions.get(version="v1.1.0")
+    version.baselines = {"overallScore": 0.5, "signalAccuracy": 0.51, "riskAssessment": 0.5, "patternRecognition": 0.6}
+    version.save()
+    html = signed_in(Role.VIEWER, model).get("/model-management/versions/", {"model": model.name}).content.decode()
+    assert "60.0 %" in html and "50.0 %" in html and "+10.0 pt" in html
+
+
+def test_models_not_shared_with_the_user_do_not_appear(model):
+    hidden = AIModelFactory(name="secret-model")
+    client = signed_in(Role.VIEWER, model)
+    for path in TABS:
+        assert hidden.name not in client.get(path, {"model": hidden.name}).content.decode()
+
+
+def test_monitoring_says_not_computed_rather_than_inventing(model):
+    html = signed_in(Role.VIEWER, model).get("/model-management/monitoring/").content.decode()
+    assert "Database" in html and "Channel layer" in html
+    assert "not computed yet" in html
