@@ -61,6 +61,8 @@
     TA.api("jobs/" + jobId).then(function (result) {
       if (!result.ok || state.job !== jobId) return;
       (result.data.epochs || []).forEach(function (e) { addEpoch(e.epoch, e.trainLoss, e.valLoss); });
+      var last = (result.data.epochs || []).slice(-1)[0];
+      if (last) text("epoch-text", Math.max(result.data.epoch || 0, last.epoch) + " / " + result.data.totalEpochs);
     });
   }
 
@@ -86,13 +88,15 @@
     bar.setAttribute("data-status", event.status);
     document.getElementById("progress-fill").style.width = progress + "%";
     text("progress-text", progress + " %");
-    text("epoch-text", (event.epoch || 0) + " / " + (event.totalEpochs || "—"));
+    if (event.lastEpoch) addEpoch(event.lastEpoch.epoch, event.lastEpoch.trainLoss, event.lastEpoch.valLoss);
+    var seen = Object.keys(state.epochs).map(Number);
+    var epoch = Math.max(event.epoch || 0, seen.length ? Math.max.apply(null, seen) : 0);
+    text("epoch-text", epoch + " / " + (event.totalEpochs || "—"));
     var live = TA.LIVE.indexOf(event.status) >= 0;
     text("eta-text", event.status === "running" && TA.isNum(event.eta) ? TA.duration(event.eta) : (live ? "estimating…" : "—"));
     text("loss-text", TA.isNum(event.loss) ? TA.num(event.loss, 4) + (TA.isNum(event.valLoss) ? " (validation " + TA.num(event.valLoss, 4) + ")" : "") : "—");
     text("job-line", "Job #" + event.jobId + " · " + event.status);
     document.getElementById("job-line").setAttribute("data-status", event.status);
-    if (event.lastEpoch) addEpoch(event.lastEpoch.epoch, event.lastEpoch.trainLoss, event.lastEpoch.valLoss);
     setRunning(live);
     if (TA.TERMINAL.indexOf(event.status) >= 0) finished(event);
   }
@@ -137,6 +141,14 @@
   var defaults = {};
   Array.prototype.forEach.call(form.querySelectorAll("input, select"), function (input) {
     defaults[input.id] = input.type === "checkbox" ? input.checked : input.value;
+  });
+
+  // Patience can never exceed the epochs (the server's default is min(patience, epochs) too).
+  var epochsInput = document.getElementById("f-epochs");
+  var patienceInput = document.getElementById("f-earlyStoppingPatience");
+  epochsInput.addEventListener("input", function () {
+    var epochs = parseInt(epochsInput.value, 10), patience = parseInt(patienceInput.value, 10);
+    if (epochs >= 1 && patience > epochs) patienceInput.value = String(epochs);
   });
 
   function clearErrors() {
