@@ -131,7 +131,7 @@ def _feature_matrix(frame: Any, start: dt.date | None, end: dt.date | None) -> t
     from models_mgmt.engine.features import compute_features
 
     features = compute_features(frame)
-    keep = features.notna().all(axis=1).to_numpy()
+    keep = features.notna().all(axis=1).to_numpy().copy()
     index = np.asarray(features.index)
     if start:
         keep &= index >= start
