@@ -11,8 +11,17 @@ from dataclasses import dataclass, field
 import pytest
 from rest_framework.test import APIClient
 
-from models_mgmt.choices import PERM_ACTIVATE, PERM_FINETUNE, PERM_MANAGE, PERM_VIEW, JobStatus, Role
-from models_mgmt.models import AIModel, TrainingJob
+from models_mgmt.choices import (
+    PERM_ACTIVATE,
+    PERM_FINETUNE,
+    PERM_MANAGE,
+    PERM_VIEW,
+    AlertKind,
+    JobStatus,
+    Role,
+    VersionStatus,
+)
+from models_mgmt.models import AIModel, Alert, TrainingJob
 from models_mgmt.services.roles import roles_ensure
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory, grant
 
@@ -52,14 +61,42 @@ ENDPOINTS = [
     Endpoint("post", f"{BASE}/fine-tune", PERM_FINETUNE, 202, {"epochs": 3}),
     Endpoint("get", f"{BASE}/fine-tune/status", PERM_VIEW, 200),
     Endpoint("post", f"{BASE}/fine-tune/stop", PERM_FINETUNE, 200, live_job=True),
+    Endpoint("post", f"{BASE}/predict", PERM_VIEW, 200, {"dataset": "sample", "asOf": "2020-10-01"}),
+    Endpoint("get", f"{BASE}/alerts", PERM_VIEW, 200),
+    Endpoint("post", f"{BASE}/alerts/777/acknowledge", PERM_MANAGE, 200),
 ]
 
 
+def serving_artifact(directory) -> str:
+    """A minimal real ONNX artifact (raw features in, three probabilities out) for the served version."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.full((17, 3), 0.01, dtype=np.float32), name="w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["features", "w"], ["logits"]),
+            helper.make_node("Sigmoid", ["logits"], ["probabilities"]),
+        ],
+        "matrix",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 17])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
+        [weights],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(directory / "model.onnx"))
+    return str(directory)
+
+
 @pytest.fixture
-def world(db):
+def world(db, tmp_path):
     model = AIModelFactory(name="llama3.1:8b")
     grant(model.owner, model, Role.MAINTAINER)
     ModelVersionFactory(model=model, version="v1.0.0")
+    served = ModelVersionFactory(
+        model=model, version="v0.9.0", status=VersionStatus.ACTIVE, artifact_path=serving_artifact(tmp_path)
+    )
+    Alert.objects.create(pk=777, model=model, version=served, kind=AlertKind.DATA_DRIFT, message="drift")
     TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.STOPPED)
     return model
 
