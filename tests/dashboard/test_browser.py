@@ -184,7 +184,9 @@ def test_trainer_maintainer_and_viewer_in_the_browser(server, people, browser):
         page.wait_for_function("Chart.getChart('loss-chart').data.labels.length >= 1")
         trainer.shot("fine-tuning-1280")
 
-        # A second fine-tune (from v1.0.0's weights) so there are two versions to compare.
+        # A second fine-tune with another seed (the advanced section) so two versions differ.
+        page.get_by_text("Advanced: trainer hyperparameters").click()
+        page.get_by_label("seed", exact=True).fill("7")
         fine_tune_from_the_form(page, "v1.1.0")
         assert page.evaluate("window.__notReloaded") is True
         page.locator("#new-version-link").click()
