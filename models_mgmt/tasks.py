@@ -11,11 +11,26 @@ logger = logging.getLogger(__name__)
 RUN_TASK = "models_mgmt.tasks.training_job_run"
 
 
-def training_job_enqueue(job_id: int) -> str:
-    """Hand a job to the training workers (called on commit of the transaction that queued it)."""
+def training_job_enqueue(job_id: int) -> str | None:
+    """Hand a job to the training workers (called on commit of the transaction that queued it).
+
+    A broker that is down must not turn a committed start into an error: the job stays queued
+    without `enqueued_at`, and the reaper hands it over again once the broker answers.
+    """
+    from django.utils import timezone
     from django_q.tasks import async_task
 
-    return async_task(RUN_TASK, job_id, task_name=f"training-job-{job_id}-{os.urandom(3).hex()}", group="training")
+    from models_mgmt.models import TrainingJob
+
+    try:
+        task_id = async_task(
+            RUN_TASK, job_id, task_name=f"training-job-{job_id}-{os.urandom(3).hex()}", group="training"
+        )
+    except Exception:
+        logger.exception("could not enqueue training job %s; the reaper will retry", job_id)
+        return None
+    TrainingJob.objects.filter(pk=job_id, status="queued").update(enqueued_at=timezone.now())
+    return task_id
 
 
 def training_job_run(job_id: int) -> dict[str, Any]:

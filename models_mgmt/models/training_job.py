@@ -33,6 +33,7 @@ class TrainingJob(models.Model):
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when the broker accepted its task")
     event_seq = models.PositiveIntegerField(default=0, help_text="seq of the job's last feed event")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

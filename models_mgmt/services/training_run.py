@@ -237,7 +237,7 @@ def training_job_requeue(*, job_id: int, reason: str, attempt_failed: bool = Tru
         if job.status != JobStatus.RUNNING:
             return False
         attempts = job.attempts if attempt_failed else max(job.attempts - 1, 0)
-        training_job_transition(job, JobStatus.QUEUED, worker="", error=reason, attempts=attempts)
+        training_job_transition(job, JobStatus.QUEUED, worker="", error=reason, attempts=attempts, enqueued_at=None)
         audit_record(actor=None, action="job.requeued", obj=job, ai_model=job.model, after={"reason": reason})
         from models_mgmt.tasks import training_job_enqueue
 
@@ -348,10 +348,19 @@ def training_jobs_reap() -> list[tuple[int, str]]:
     """Find running/stopping jobs whose worker is gone; resume them, stop them, or fail them.
 
     A worker is gone when its process no longer exists on this host, or when its heartbeat is
-    older than TRAINING_HEARTBEAT_TIMEOUT_S. Returns (job id, what was done) pairs.
+    older than TRAINING_HEARTBEAT_TIMEOUT_S. Queued jobs that the broker never accepted (it was
+    down when they were started) are handed over again. Returns (job id, what was done) pairs.
     """
+    from models_mgmt.tasks import training_job_enqueue
+
     stale_before = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_S)
     done: list[tuple[int, str]] = []
+    never_enqueued = TrainingJob.objects.filter(
+        status=JobStatus.QUEUED, enqueued_at__isnull=True, created_at__lt=timezone.now() - timedelta(seconds=30)
+    ).values_list("pk", flat=True)
+    for job_id in list(never_enqueued):
+        if training_job_enqueue(job_id):
+            done.append((job_id, "enqueued"))
     candidates = TrainingJob.objects.filter(status__in=(JobStatus.RUNNING, JobStatus.STOPPING)).values_list(
         "pk", "worker", "heartbeat_at"
     )

@@ -199,3 +199,23 @@ def test_deleting_a_model_removes_its_artifacts(api, sp500_model):
     assert api(sp500_model.owner).delete(f"/api/model-management/models/{sp500_model.name}").status_code == 204
     assert not Path(artifact).exists()
     assert not (Path(settings.ARTIFACTS_DIR) / "jobs" / str(job_dir)).exists()
+
+
+def test_a_start_survives_a_broker_outage_and_the_reaper_enqueues_it_later(api, sp500_model, monkeypatch):
+    import django_q.tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(django_q.tasks, "async_task", broker_down)
+    response = api(sp500_model.owner).post(
+        f"/api/model-management/models/{sp500_model.name}/fine-tune", QUICK, format="json"
+    )
+    assert response.status_code == 202  # the job is committed; the outage is not the client's error
+    job = TrainingJob.objects.get(pk=response.data["id"])
+    assert job.status == JobStatus.QUEUED and job.enqueued_at is None
+    monkeypatch.undo()
+    TrainingJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+    assert (job.pk, "enqueued") in training_jobs_reap()
+    assert TrainingJob.objects.get(pk=job.pk).enqueued_at is not None
+    assert training_jobs_reap() == []  # handed over once
