@@ -360,20 +360,13 @@ def report(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
     setup_started = time.perf_counter()
     fixture = Fixture(work)
     from models_mgmt.engine.bars import load_builtin
-    from models_mgmt.engine.dataset import build_split
     from models_mgmt.engine.spec import TrainingSpec
 
     body = {"epochs": args.epochs, "earlyStoppingPatience": 0, "dataset": "sp500"}
     config = fixture.config(fixture.model("bench-job"), body)["config"]
     spec = TrainingSpec.from_config(config)  # the very spec the job path trains with
     bars = load_builtin("sp500")
-    split = build_split(
-        bars,
-        horizon=spec.horizon,
-        breakout_window=spec.breakout_window,
-        validation_split=spec.validation_split,
-        training_data_size=spec.training_data_size,
-    )
+    split = spec.split(bars)
     torch.set_num_threads(spec.num_threads)
     samples = len(split.x_train)
     print(

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .dataset import build_split
 from .evaluation import task_metrics
 from .spec import TrainingSpec
 
@@ -23,13 +22,7 @@ def score_artifact_on_window(artifact_dir: str | Path, spec: TrainingSpec, data:
 
     from .artifact import load_model
 
-    split = build_split(
-        data,
-        horizon=spec.horizon,
-        breakout_window=spec.breakout_window,
-        validation_split=spec.validation_split,
-        training_data_size=spec.training_data_size,
-    )
+    split = spec.split(data)
     net, normalization = load_model(artifact_dir)
     with torch.no_grad():
         features = torch.from_numpy(normalization.apply(split.x_val)).float()

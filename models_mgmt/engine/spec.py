@@ -64,6 +64,18 @@ class TrainingSpec:
             **extra,
         )
 
+    def split(self, bars: Any) -> Any:
+        """The embargoed chronological split of `bars` that this spec trains and validates on."""
+        from .dataset import build_split
+
+        return build_split(
+            bars,
+            horizon=self.horizon,
+            breakout_window=self.breakout_window,
+            validation_split=self.validation_split,
+            training_data_size=self.training_data_size,
+        )
+
     def hyperparameters(self) -> dict[str, Any]:
         """The family hyperparameters back in wire form, for version metadata."""
         values = asdict(self)

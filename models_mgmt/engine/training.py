@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint import CHECKPOINT_NAME
-from .dataset import build_split
 from .evaluation import backtest, majority_baselines, task_metrics
 from .reporting import EpochReport, ProgressReport
 from .spec import TrainingSpec
@@ -108,13 +107,7 @@ def run_training(
     started = time.perf_counter()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    split = build_split(
-        data,
-        horizon=spec.horizon,
-        breakout_window=spec.breakout_window,
-        validation_split=spec.validation_split,
-        training_data_size=spec.training_data_size,
-    )
+    split = spec.split(data)
     if resume_from is not None and Path(resume_from).is_dir():
         resume_from = Path(resume_from) / CHECKPOINT_NAME
     outcome = fit(

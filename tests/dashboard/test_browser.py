@@ -6,13 +6,6 @@ written to var/screenshots/ on every run.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +13,7 @@ import pytest
 from models_mgmt.choices import Role
 from models_mgmt.services import dataset_import_builtin
 from tests.factories import AIModelFactory, UserFactory, grant
-from tests.jobs.conftest import database_url
+from tests.live import LiveProcesses
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.slow
@@ -38,48 +31,18 @@ CHROMIUM_ARGS = [
 MODEL = "browser-model"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(transactional_db, tmp_path, settings):
     """daphne + qcluster as separate processes on the test database (embedded transport)."""
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-        "ENV_FILE": "/nonexistent",
-        "TRAINING_WORKERS": "1",
-        "DEBUG": "true",  # WhiteNoise serves static files from the finders: no collectstatic in tests
-    }
-    env.pop("REDIS_URL", None)
-    log_path = tmp_path / "stack.log"
-    log = log_path.open("ab")
-    commands = [
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "techanal.asgi:application"],
-        [sys.executable, "manage.py", "qcluster"],
-    ]
-    processes = [
-        subprocess.Popen(c, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        for c in commands
-    ]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            break
-        time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}", log_path
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    log.close()
+    # DEBUG: WhiteNoise serves static files from the finders, no collectstatic in tests.
+    live = LiveProcesses(tmp_path / "artifacts", tmp_path / "stack.log", TRAINING_WORKERS="1", DEBUG="true")
+    try:
+        port = live.daphne()
+        live.qcluster()
+        yield f"http://127.0.0.1:{port}", live.log_path
+    finally:
+        live.stop()
 
 
 @pytest.fixture

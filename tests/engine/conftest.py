@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from models_mgmt.engine.bars import load_builtin
-from models_mgmt.engine.dataset import build_split
 from models_mgmt.engine.spec import TrainingSpec
 
 
@@ -37,13 +36,7 @@ def spec() -> TrainingSpec:
 
 
 def split_for(bars, spec: TrainingSpec):
-    return build_split(
-        bars,
-        horizon=spec.horizon,
-        breakout_window=spec.breakout_window,
-        validation_split=spec.validation_split,
-        training_data_size=spec.training_data_size,
-    )
+    return spec.split(bars)
 
 
 @pytest.fixture

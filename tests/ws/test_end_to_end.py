@@ -8,13 +8,7 @@ table and daphne's relay; with Redis they are pushed through channels_redis. Eit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime
@@ -27,18 +21,12 @@ from rest_framework_simplejwt.tokens import AccessToken
 from models_mgmt.choices import Role
 from models_mgmt.services import dataset_import_builtin
 from tests.factories import AIModelFactory, UserFactory, grant
-from tests.jobs.conftest import database_url
+from tests.live import LiveProcesses
 
 websockets = pytest.importorskip("websockets")
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/13"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_available() -> bool:
@@ -61,48 +49,14 @@ def stack(request, transactional_db, tmp_path, settings):
 
         redis.Redis.from_url(REDIS_URL).flushdb()
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-        "ENV_FILE": "/nonexistent",
-        "TRAINING_WORKERS": "1",
-    }
-    env.pop("REDIS_URL", None)
-    if request.param == "redis":
-        env["REDIS_URL"] = REDIS_URL
-    log = (tmp_path / "stack.log").open("ab")
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "techanal.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ),
-        subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ),
-    ]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            break
-        time.sleep(0.2)
-    yield request.param, port, tmp_path / "stack.log"
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    log.close()
+    extra = {"REDIS_URL": REDIS_URL} if request.param == "redis" else {}
+    live = LiveProcesses(tmp_path / "artifacts", tmp_path / "stack.log", TRAINING_WORKERS="1", **extra)
+    try:
+        port = live.daphne()
+        live.qcluster()
+        yield request.param, port, live.log_path
+    finally:
+        live.stop()
     if request.param == "redis":
         import redis
 

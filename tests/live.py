@@ -1,0 +1,87 @@
+"""Real product processes (daphne, qcluster) for tests, working on the test database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+DAPHNE = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "techanal.asgi:application"]
+QCLUSTER = [sys.executable, "manage.py", "qcluster"]
+
+
+def database_url() -> str:
+    """The test database, as a URL a child process can open."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveProcesses:
+    """Starts commands in their own process groups (so workers die with them) and logs to a file."""
+
+    def __init__(self, artifacts: Path, log: Path, **env: str):
+        self.artifacts = artifacts
+        self.log_path = log
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": database_url(),
+            "ARTIFACTS_DIR": str(artifacts),
+            "ENV_FILE": "/nonexistent",
+        }
+        self.env.pop("REDIS_URL", None)
+        self.env.update(env)
+        self.processes: list[subprocess.Popen] = []
+        self.log = log.open("ab")
+
+    def start(self, command: list[str], **format_args: object) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [part.format(**format_args) for part in command],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def daphne(self) -> int:
+        port = free_port()
+        self.start(DAPHNE, port=port)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return port
+            time.sleep(0.2)
+        raise RuntimeError(f"daphne did not listen on {port}:\n{self.output()[-3000:]}")
+
+    def qcluster(self) -> subprocess.Popen:
+        return self.start(QCLUSTER)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        self.processes.clear()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
