@@ -447,8 +447,9 @@ def held_out_comparison(
             latest = max(validation, key=lambda w: w[1])
             start, end = dt.date.fromisoformat(latest[0]), dt.date.fromisoformat(latest[1])
             chosen_by = "the latest validation window (no unseen bars after the training windows)"
+    if start is None:  # only `end` requested: the window runs from the dataset's first bar
+        start = dataset.first_date or end
     end = end or dataset.last_date
-    assert start is not None
     frame = bars_frame(dataset, start=start - dt.timedelta(days=HISTORY_DAYS), end=end + dt.timedelta(days=120))
     results: dict[str, Any] = {}
     for version in scored:

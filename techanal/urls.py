@@ -15,3 +15,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("models_mgmt.api.urls")),
 ]
+
+handler404 = "models_mgmt.api.errors.not_found"
+handler500 = "models_mgmt.api.errors.server_error"

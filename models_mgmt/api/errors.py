@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -58,5 +59,24 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 
 def errors(*codes: int) -> dict[int, type[ErrorSerializer]]:
-    """The error responses an endpoint documents; 401 and 429 apply to all."""
+    """The error responses an endpoint documents; 401 and 429 apply to all (a paginated list adds 404: no such page)."""
     return {c: ErrorSerializer for c in sorted({401, 429, *codes})}
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: a URL under /api/ that matches no route (e.g. a name outside the allowed
+    characters) answers the common JSON error body, like every other API error; pages keep Django's."""
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the common JSON error body under /api/ (no HTML page an API client cannot read)."""
+    if _is_api(request):
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+    return defaults.server_error(request)

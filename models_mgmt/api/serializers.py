@@ -33,7 +33,9 @@ class StrictSerializer(serializers.Serializer):
 
 class AIModelSerializer(serializers.ModelSerializer):
     baseModel = serializers.CharField(source="base_model")
-    defaultDataset = serializers.SlugRelatedField(source="default_dataset", slug_field="name", read_only=True)
+    defaultDataset = serializers.SlugRelatedField(
+        source="default_dataset", slug_field="name", read_only=True, allow_null=True
+    )
     owner = serializers.CharField(source="owner.username")
     status = serializers.SerializerMethodField()
     activeVersion = serializers.SerializerMethodField()

@@ -16,7 +16,7 @@ class AuditEventListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="Audit trail (maintainer role): events of the models the caller may view",
-        responses={200: AuditEventSerializer(many=True), **errors(403)},
+        responses={200: AuditEventSerializer(many=True), **errors(403, 404)},
     )
     def get(self, request: Request) -> Response:
         if not request.user.has_perm("models_mgmt.view_auditevent"):

@@ -16,7 +16,7 @@ class DatasetListView(generics.GenericAPIView):
     serializer_class = DatasetSerializer
     parser_classes = [MultiPartParser]
 
-    @extend_schema(summary="Datasets of market bars", responses={200: DatasetSerializer(many=True), **errors(403)})
+    @extend_schema(summary="Datasets of market bars", responses={200: DatasetSerializer(many=True), **errors(403, 404)})
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(selectors.dataset_list(request.user))
         return self.get_paginated_response(DatasetSerializer(page, many=True).data)

@@ -26,7 +26,7 @@ class ModelListView(generics.GenericAPIView):
     serializer_class = AIModelSerializer
 
     @extend_schema(
-        summary="List the AI models the caller may view", responses={200: AIModelSerializer(many=True), **errors()}
+        summary="List the AI models the caller may view", responses={200: AIModelSerializer(many=True), **errors(404)}
     )
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(selectors.ai_model_list(request.user))

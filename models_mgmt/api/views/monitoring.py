@@ -93,6 +93,8 @@ BarsAppendResultSerializer = inline_serializer(
 
 
 class DatasetBarsView(generics.GenericAPIView):
+    serializer_class = BarsAppendSerializer  # also what OPTIONS describes (without it OPTIONS was a 500)
+
     @extend_schema(
         summary="Append new bars to a dataset (idempotent per date; change_dataset permission)",
         request=BarsAppendSerializer,

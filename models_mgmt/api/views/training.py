@@ -63,7 +63,7 @@ class JobListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="Training jobs of the models the caller may view, newest first",
-        responses={200: TrainingJobSerializer(many=True), **errors()},
+        responses={200: TrainingJobSerializer(many=True), **errors(404)},
     )
     def get(self, request: Request) -> Response:
         queryset = selectors.training_job_list(request.user)
