@@ -218,6 +218,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["models_mgmt.api.schema.seed_paths"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "models_mgmt.api.schema.unsupported_media_type",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "models_mgmt.choices.JobStatus",
         "VersionStatusEnum": "models_mgmt.choices.VersionStatus",

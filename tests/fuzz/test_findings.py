@@ -73,3 +73,22 @@ def test_comparison_with_only_an_end_date_is_not_a_500(maintainer, api, tmp_path
         response = api(maintainer).get(f"{BASE}/models/cmp/comparison", {"end": end})
         assert response.status_code == 200, response.content
         assert response.json()["heldOut"]["window"]["chosenBy"] == "request"
+
+
+def test_a_body_in_a_media_type_the_operation_does_not_parse_is_a_documented_415(maintainer, api):
+    """The schema listed no 415, yet a text/plain (or broken multipart) body gets one."""
+    response = api(maintainer).generic("POST", f"{BASE}/models", "name=x", content_type="text/plain")
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    schema = APIClient().get("/api/schema/?format=json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                assert "415" in operation["responses"], (method, path)
+
+
+def test_health_documents_the_401_of_a_bad_token(db):
+    response = APIClient(HTTP_AUTHORIZATION="Bearer garbage").get("/api/health/")
+    assert response.status_code == 401
+    schema = APIClient().get("/api/schema/?format=json").json()
+    assert "401" in schema["paths"]["/api/health/"]["get"]["responses"]

@@ -14,6 +14,8 @@ tests/api/test_datasets.py and tests/security/test_csv_upload.py.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -97,7 +99,7 @@ def world(db, tmp_path, in_process_requests):
 @pytest.mark.parametrize("role", ["maintainer", "viewer"])
 @schema.parametrize()
 @settings(
-    max_examples=12,
+    max_examples=int(os.environ.get("FUZZ_MAX_EXAMPLES", "12")),  # a deeper run by hand: FUZZ_MAX_EXAMPLES=100
     derandomize=True,
     database=None,
     deadline=None,

@@ -27,7 +27,7 @@ class HealthView(APIView):
 
     @extend_schema(
         summary="Database, broker, worker and channel-layer state",
-        responses={200: HealthSerializer, 503: HealthSerializer},
+        responses={200: HealthSerializer, 503: HealthSerializer, **errors()},  # 401: a bad token is refused
     )
     def get(self, request: Request) -> Response:
         report = health_report()
