@@ -62,8 +62,9 @@ class LiveProcesses:
         self.processes.append(process)
         return process
 
-    def daphne(self) -> int:
-        port = free_port()
+    def daphne(self, port: int | None = None) -> int:
+        """Start daphne on a free port (or on `port`, e.g. to restart it where clients reconnect)."""
+        port = port or free_port()
         self.start(DAPHNE, port=port)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -74,6 +75,13 @@ class LiveProcesses:
 
     def qcluster(self) -> subprocess.Popen:
         return self.start(QCLUSTER)
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL one started command's whole process group (a crash: no cleanup runs) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        self.processes.remove(process)
 
     def stop(self) -> None:
         for process in self.processes:

@@ -1,0 +1,88 @@
+"""Fault tests: real daphne/qcluster processes killed and restarted while jobs run.
+
+Every fixture here stops what it started (process groups, a private PostgreSQL) even when the
+test fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from itertools import count
+
+import pytest
+
+from models_mgmt.choices import TERMINAL_JOB_STATUSES, JobStatus, Role
+from models_mgmt.models import ProgressEvent, TrainingJob
+from models_mgmt.services import dataset_import_builtin
+from tests.factories import AIModelFactory, UserFactory, grant
+from tests.live import LiveProcesses
+
+# ~1500 bars and a small batch: epochs long enough to interrupt in the middle.
+LONG = {"batchSize": 8, "earlyStoppingPatience": 0, "startDate": "2013-01-01"}
+
+
+@pytest.fixture
+def live(transactional_db, tmp_path, settings) -> Iterator[Callable[..., LiveProcesses]]:
+    """live(**env) -> a LiveProcesses on the test database; all of them are stopped at the end."""
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    made: list[LiveProcesses] = []
+    numbers = count()
+
+    def make(**env: str) -> LiveProcesses:
+        processes = LiveProcesses(tmp_path / "artifacts", tmp_path / f"live-{next(numbers)}.log", **env)
+        made.append(processes)
+        return processes
+
+    try:
+        yield make
+    finally:
+        for processes in made:
+            processes.stop()
+
+
+def trainer_with_model(name: str) -> tuple:
+    """A trainer and a model (on the real S&P 500 bars) that it may fine-tune."""
+    model = AIModelFactory(name=name, default_dataset=dataset_import_builtin(name="sp500"))
+    grant(model.owner, model, Role.MAINTAINER)
+    trainer = UserFactory(role=Role.TRAINER)
+    grant(trainer, model, Role.TRAINER)
+    return trainer, model
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, log: Callable[[], str] = str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{log()[-4000:]}")
+
+
+def job_finished(job_id: int) -> Callable[[], TrainingJob | None]:
+    def check() -> TrainingJob | None:
+        job = TrainingJob.objects.get(pk=job_id)
+        return job if job.status in TERMINAL_JOB_STATUSES else None
+
+    return check
+
+
+def running_with_epochs(job_id: int, epochs: int) -> Callable[[], TrainingJob | None]:
+    def check() -> TrainingJob | None:
+        job = TrainingJob.objects.get(pk=job_id)
+        return job if job.status == JobStatus.RUNNING and job.epoch >= epochs and job.worker else None
+
+    return check
+
+
+def assert_job_seqs_gap_free(job_id: int) -> list[int]:
+    seqs = list(ProgressEvent.objects.filter(job_id=job_id).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)), f"job {job_id}: seqs {seqs}"
+    return seqs
+
+
+def status_events(job_id: int) -> list[str]:
+    """The statuses the job's `job.status` events report, in seq order."""
+    payloads = ProgressEvent.objects.filter(job_id=job_id, type="job.status").order_by("seq")
+    return [p["status"] for p in payloads.values_list("payload", flat=True)]
