@@ -186,8 +186,10 @@ class JobProgress:
 
     job_id: int
     interval_s: float = EMIT_INTERVAL_S
+    worker: str = ""  # host:pid that claimed the job; a row owned by someone else is not ours to write
     stop: threading.Event = field(default_factory=threading.Event)
     shutdown: threading.Event = field(default_factory=threading.Event)
+    taken_over: threading.Event = field(default_factory=threading.Event)
     _latest: Any = None
     _last_epoch: Any = None
     _finished: threading.Event = field(default_factory=threading.Event)
@@ -196,7 +198,7 @@ class JobProgress:
     _thread: threading.Thread | None = None
 
     def should_stop(self) -> bool:
-        return self.stop.is_set() or self.shutdown.is_set()
+        return self.stop.is_set() or self.shutdown.is_set() or self.taken_over.is_set()
 
     def on_progress(self, report: Any) -> None:  # engine.reporting.ProgressReport
         self._latest = report
@@ -229,7 +231,10 @@ class JobProgress:
                     close_old_connections()
                 last = time.monotonic()
             time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - last)))
-            self.emit()
+            try:
+                self.emit()
+            except Exception:  # the database may be down; the job's outcome is recorded elsewhere
+                logger.exception("final progress event of job %s failed", self.job_id)
         finally:
             connection.close()
 
@@ -262,6 +267,9 @@ class JobProgress:
         with transaction.atomic():
             job = TrainingJob.objects.select_for_update().select_related("model").filter(pk=self.job_id).first()
             if job is None or job.status not in (JobStatus.RUNNING, JobStatus.STOPPING):
+                return
+            if self.worker and job.worker != self.worker:
+                self.taken_over.set()  # reaped while this worker was stuck: stop and write nothing more
                 return
             if job.status == JobStatus.STOPPING:
                 self.stop.set()

@@ -15,13 +15,14 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
 from models_mgmt.choices import ActivationPolicy, JobStatus, VersionStatus
@@ -122,12 +123,18 @@ def _load_bars(job: TrainingJob) -> Any:
 
 
 @transaction.atomic
-def _finish_succeeded(job_id: int, result: Any, config: FineTuningConfig, rival: dict | None) -> ModelVersion:
+def _finish_succeeded(
+    job_id: int, result: Any, config: FineTuningConfig, rival: dict | None, worker: str
+) -> ModelVersion | None:
+    """Register the version; None when this worker no longer owns the job (it was reaped)."""
     job = (
         TrainingJob.objects.select_for_update(of=("self",))
         .select_related("model", "base_version", "dataset")
         .get(pk=job_id)
     )
+    if job.status not in (JobStatus.RUNNING, JobStatus.STOPPING) or job.worker != worker:
+        logger.warning("job %s is no longer %s's to finish (%s, %s)", job_id, worker, job.status, job.worker)
+        return None
     model = job.model
     number = next_version_number(model.pk)
     target = version_dir(model.name, number)
@@ -210,11 +217,15 @@ def _activate_if_better(job: TrainingJob, version: ModelVersion, rival: dict | N
     model_version_activate_system(model=job.model, version=version, reason="activationPolicy=if_better")
 
 
-def _finish(job_id: int, status: str, **fields: Any) -> None:
+def _finish(job_id: int, status: str, worker: str | None = None, **fields: Any) -> None:
+    """End a running/stopping job. With `worker`, only if that worker still owns the job."""
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update().select_related("model").get(pk=job_id)
         if job.status not in (JobStatus.RUNNING, JobStatus.STOPPING):
             return  # the reaper or a stop already ended it
+        if worker is not None and job.worker != worker:
+            logger.warning("job %s was taken over by %s; %s leaves it alone", job_id, job.worker or "?", worker)
+            return
         before = job.status
         training_job_transition(job, status, **fields)
         audit_record(
@@ -253,6 +264,7 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
     if job is None:
         return Outcome("skipped")
     progress = progress or JobProgress(job_id=job_id)
+    progress.worker = job.worker
     progress.start()
     try:
         return _run_claimed(job, progress)
@@ -295,8 +307,24 @@ def _failure(exc: Exception) -> tuple[str, str]:
     return "training_error", f"{type(exc).__name__}: {exc}"[:2000]
 
 
+def _with_db_retry(action: Any, what: str) -> Any:
+    """Run a short database write, waiting out a brief outage (about 30 s) before giving up."""
+    delays = (1, 2, 4, 8, 15)
+    for attempt, delay in enumerate((*delays, None)):
+        try:
+            return action()
+        except (OperationalError, InterfaceError):
+            if delay is None:
+                raise
+            logger.warning("database unavailable while %s (attempt %s); retrying in %s s", what, attempt + 1, delay)
+            close_old_connections()
+            time.sleep(delay)
+    return None
+
+
 def _run_claimed(job: TrainingJob, progress: Any) -> Outcome:
     job_id = job.pk
+    worker = job.worker
     config = FineTuningConfig.from_wire(job.config)
     try:
         spec, bars, result = _train(job, config, progress)
@@ -305,27 +333,37 @@ def _run_claimed(job: TrainingJob, progress: Any) -> Outcome:
             logger.exception("training job %s failed", job_id)
         progress.close()  # the last progress event goes out before the terminal status
         code, reason = _failure(exc)
-        _finish(job_id, JobStatus.FAILED, error_code=code, error=reason)
+        _with_db_retry(lambda: _finish(job_id, JobStatus.FAILED, worker, error_code=code, error=reason), "failing")
         return Outcome(JobStatus.FAILED)
     progress.close()
+    if progress.taken_over.is_set():
+        return Outcome("abandoned")  # the reaper gave the job to another worker
     if result.status == "succeeded" and config.activation_policy == ActivationPolicy.IF_BETTER:
         rival = _score_active_on_window(job, spec, bars)
     else:
         rival = None
     if result.status == "stopped":
         if progress.shutdown.is_set() and not progress.stop.is_set():
-            training_job_requeue(
-                job_id=job_id, reason="worker shut down; resuming from the last checkpoint", attempt_failed=False
+            reason = "worker shut down; resuming from the last checkpoint"
+            _with_db_retry(
+                lambda: training_job_requeue(job_id=job_id, reason=reason, attempt_failed=False), "requeueing"
             )
             return Outcome(JobStatus.QUEUED)
-        _finish(job_id, JobStatus.STOPPED)
+        _with_db_retry(lambda: _finish(job_id, JobStatus.STOPPED, worker), "stopping")
         return Outcome(JobStatus.STOPPED)
     try:
-        version = _finish_succeeded(job_id, result, config, rival)
+        version = _with_db_retry(
+            lambda: _finish_succeeded(job_id, result, config, rival, worker), "registering the version"
+        )
     except Exception as exc:
         logger.exception("registering the version of job %s failed", job_id)
-        _finish(job_id, JobStatus.FAILED, error_code="registration_error", error=f"{type(exc).__name__}: {exc}"[:2000])
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        _with_db_retry(
+            lambda: _finish(job_id, JobStatus.FAILED, worker, error_code="registration_error", error=reason), "failing"
+        )
         return Outcome(JobStatus.FAILED)
+    if version is None:
+        return Outcome("abandoned")
     shutil.rmtree(job_work_dir(job) / "artifact", ignore_errors=True)
     return Outcome(JobStatus.SUCCEEDED, version.version)
 
@@ -366,8 +404,8 @@ def training_jobs_reap() -> list[tuple[int, str]]:
     )
     for job_id, worker, heartbeat in list(candidates):
         alive = _worker_alive(worker)
-        if alive is True or (alive is None and heartbeat and heartbeat >= stale_before):
-            continue
+        if alive is not False and heartbeat and heartbeat >= stale_before:
+            continue  # a live worker keeps its heartbeat fresh; a stale one is stuck (or elsewhere and gone)
         with transaction.atomic():
             job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
             if job is None or job.worker != worker or job.status not in (JobStatus.RUNNING, JobStatus.STOPPING):

@@ -219,3 +219,28 @@ def test_a_start_survives_a_broker_outage_and_the_reaper_enqueues_it_later(api, 
     assert (job.pk, "enqueued") in training_jobs_reap()
     assert TrainingJob.objects.get(pk=job.pk).enqueued_at is not None
     assert training_jobs_reap() == []  # handed over once
+
+
+def test_reaper_requeues_a_stuck_job_even_if_its_worker_process_lives(running_job, settings):
+    """A live process whose heartbeat went stale (e.g. its database connection died) is stuck."""
+    import os
+
+    settings.TRAINING_HEARTBEAT_TIMEOUT_S = 60
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    TrainingJob.objects.filter(pk=running_job.pk).update(worker=me, heartbeat_at=timezone.now())
+    assert training_jobs_reap() == []
+    TrainingJob.objects.filter(pk=running_job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
+    assert training_jobs_reap() == [(running_job.pk, "requeued")]
+
+
+def test_a_reaped_worker_writes_nothing_more(running_job):
+    from models_mgmt.progress import JobProgress
+    from models_mgmt.services.training_run import _finish
+
+    original = running_job.worker
+    TrainingJob.objects.filter(pk=running_job.pk).update(worker="another-host:42")  # taken over
+    _finish(running_job.pk, JobStatus.FAILED, original, error_code="training_error", error="late")
+    assert TrainingJob.objects.get(pk=running_job.pk).status == JobStatus.RUNNING
+    progress = JobProgress(job_id=running_job.pk, worker=original)
+    progress.emit()
+    assert progress.taken_over.is_set() and progress.should_stop()
