@@ -183,9 +183,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "models_mgmt.api.pagination.Pagination",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.ScopedRateThrottle",
+        # DRF's throttles, atomic per client for simultaneous requests (models_mgmt/api/throttling.py)
+        "models_mgmt.api.throttling.AnonRateThrottle",
+        "models_mgmt.api.throttling.UserRateThrottle",
+        "models_mgmt.api.throttling.ScopedRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="60/min"),
