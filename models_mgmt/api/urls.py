@@ -1,7 +1,7 @@
 """REST API routes. Seed paths have no trailing slash; a trailing slash is accepted too."""
 
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from models_mgmt.models.ai_model import MODEL_NAME_PATTERN
 
@@ -21,7 +21,7 @@ urlpatterns = [
     path("auth/token/blacklist/", system.TokenRevokeView.as_view(), name="token-blacklist"),
     path("health/", system.HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs/", system.SwaggerView.as_view(url_name="schema"), name="docs"),
     route(r"^model-management/models", models.ModelListView, "model-list"),
     route(MODEL, models.ModelDetailView, "model-detail"),
     route(rf"{MODEL}/access", models.ModelAccessView, "model-access"),
