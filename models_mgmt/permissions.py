@@ -18,10 +18,21 @@ def has_model_perm(user: Any, model: AIModel, codename: str) -> bool:
 
 
 def model_perms_of(user: Any, model: AIModel) -> list[str]:
-    """The codenames the user holds on this model, for clients that show or hide actions."""
+    """The codenames the user holds on this model, for clients that show or hide actions.
+
+    One guardian checker answers all four (2 queries) instead of one `has_perm` each.
+    """
+    from guardian.core import ObjectPermissionChecker
+
     from models_mgmt.choices import ROLE_OBJECT_PERMS, Role
 
-    return [c for c in ROLE_OBJECT_PERMS[Role.MAINTAINER] if has_model_perm(user, model, c)]
+    managed = ROLE_OBJECT_PERMS[Role.MAINTAINER]
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return []
+    if user.is_superuser:
+        return list(managed)
+    held = set(ObjectPermissionChecker(user).get_perms(model))
+    return [c for c in managed if c in held]
 
 
 def can_view(user: Any, model: AIModel) -> bool:
