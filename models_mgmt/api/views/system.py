@@ -80,6 +80,7 @@ class SwaggerView(SpectacularSwaggerView):
     """Swagger UI with the site's Cross-Origin-Opener-Policy. drf-spectacular relaxes it to
     `unsafe-none` for Swagger's OAuth2 pop-up flow, which this API (JWT, sessions) does not use."""
 
+    @extend_schema(exclude=True)  # a page, not an API operation (as in the parent class)
     def get(self, request: Request, *args, **kwargs) -> Response:
         response = super().get(request, *args, **kwargs)
         response["Cross-Origin-Opener-Policy"] = settings.SECURE_CROSS_ORIGIN_OPENER_POLICY
