@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import http.client
 import json
-import math
 import os
 import platform
 import random
@@ -49,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.figures import percentile  # noqa: E402 - after the path set-up above
+
 PG = "postgresql://postgres@127.0.0.1:5432"
 API = "/api/model-management"
 TARGET_P95_MS = 50.0
@@ -62,14 +63,6 @@ Request = tuple[str, str, str, bytes | None, tuple[int, ...]]
 
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(len(ordered) * q / 100) - 1))]
 
 
 def free_port() -> int:

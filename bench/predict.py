@@ -38,14 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.figures import percentile  # noqa: E402 - after the path set-up above
+
 TARGET_P95_MS = 20.0
 TARGET_RSS_MB = 100.0
 MODEL = "bench-model"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def environment(work: Path) -> dict[str, str]:

@@ -57,6 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.figures import percentile  # noqa: E402 - after the path set-up above
+
 TARGET_P95_MS = 250.0
 HOST = "127.0.0.1"
 REDIS_PORT = 6379
@@ -88,15 +90,6 @@ def mode_environment(base: dict[str, str], mode: str, redis_db: int) -> dict[str
     if mode == "redis":
         env["REDIS_URL"] = f"redis://{HOST}:{REDIS_PORT}/{redis_db}"
     return env
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.db import connection
@@ -93,3 +94,26 @@ class LiveProcesses:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, log: Callable[[], str] = str) -> object:
+    """Poll until `predicate` returns something truthy; on timeout fail with the processes' log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{log()[-4000:]}")
+
+
+def job_finished(job_id: int) -> Callable[[], object]:
+    """A `wait_for` predicate: the job once it is in a terminal state."""
+    from models_mgmt.choices import TERMINAL_JOB_STATUSES
+    from models_mgmt.models import TrainingJob
+
+    def check() -> object:
+        job = TrainingJob.objects.get(pk=job_id)
+        return job if job.status in TERMINAL_JOB_STATUSES else None
+
+    return check

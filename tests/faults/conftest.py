@@ -6,17 +6,18 @@ test fails.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from itertools import count
 
 import pytest
 
-from models_mgmt.choices import TERMINAL_JOB_STATUSES, JobStatus, Role
+from models_mgmt.choices import JobStatus, Role
 from models_mgmt.models import ProgressEvent, TrainingJob
 from models_mgmt.services import dataset_import_builtin
 from tests.factories import AIModelFactory, UserFactory, grant
-from tests.live import LiveProcesses
+from tests.live import LiveProcesses, job_finished, wait_for
+
+__all__ = ["job_finished", "wait_for"]  # re-exported for the tests here
 
 # ~1500 bars and a small batch: epochs long enough to interrupt in the middle.
 LONG = {"batchSize": 8, "earlyStoppingPatience": 0, "startDate": "2013-01-01"}
@@ -48,24 +49,6 @@ def trainer_with_model(name: str) -> tuple:
     trainer = UserFactory(role=Role.TRAINER)
     grant(trainer, model, Role.TRAINER)
     return trainer, model
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, log: Callable[[], str] = str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{log()[-4000:]}")
-
-
-def job_finished(job_id: int) -> Callable[[], TrainingJob | None]:
-    def check() -> TrainingJob | None:
-        job = TrainingJob.objects.get(pk=job_id)
-        return job if job.status in TERMINAL_JOB_STATUSES else None
-
-    return check
 
 
 def running_with_epochs(job_id: int, epochs: int) -> Callable[[], TrainingJob | None]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from models_mgmt.choices import TERMINAL_JOB_STATUSES, Role
-from models_mgmt.models import AIModel, TrainingJob
+from models_mgmt.choices import Role
+from models_mgmt.models import AIModel
 from models_mgmt.services import dataset_import_builtin
 from tests.factories import AIModelFactory, UserFactory, grant
-from tests.live import LiveProcesses
+from tests.live import LiveProcesses, job_finished, wait_for
 
 
 @pytest.fixture
@@ -38,25 +37,4 @@ def trainer_and_model(transactional_db) -> tuple:
     return trainer, model
 
 
-def wait_for(
-    predicate: Callable[[], object], timeout: float, what: str, cluster: LiveProcesses | None = None
-) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    log = cluster.output()[-4000:] if cluster else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{log}")
-
-
-def job_finished(job_id: int) -> Callable[[], TrainingJob | None]:
-    def check() -> TrainingJob | None:
-        job = TrainingJob.objects.get(pk=job_id)
-        return job if job.status in TERMINAL_JOB_STATUSES else None
-
-    return check
-
-
-__all__ = ["AIModel", "job_finished", "wait_for"]
+__all__ = ["AIModel", "job_finished", "wait_for"]  # re-exported for the tests here

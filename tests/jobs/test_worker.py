@@ -38,7 +38,7 @@ def running_with_epochs(job_id: int, epochs: int):
 def test_a_job_trains_a_version_with_real_metrics(cluster, api, trainer_and_model):
     trainer, model = trainer_and_model
     job_id = start(api, trainer, model, QUICK)
-    job = wait_for(job_finished(job_id), 180, "the job to finish", cluster)
+    job = wait_for(job_finished(job_id), 180, "the job to finish", cluster.output)
     assert job.status == JobStatus.SUCCEEDED, (job.error_code, job.error, cluster.output()[-3000:])
     assert job.attempts == 1 and job.progress == 100
     assert job.epochs.count() == 4
@@ -60,10 +60,10 @@ def test_a_job_trains_a_version_with_real_metrics(cluster, api, trainer_and_mode
 def test_stop_ends_a_running_job_without_a_version_and_keeps_the_checkpoint(cluster, api, trainer_and_model):
     trainer, model = trainer_and_model
     job_id = start(api, trainer, model, LONG)
-    wait_for(running_with_epochs(job_id, 1), 120, "the job to run an epoch", cluster)
+    wait_for(running_with_epochs(job_id, 1), 120, "the job to run an epoch", cluster.output)
     response = api(trainer).post(f"/api/model-management/models/{model.name}/fine-tune/stop")
     assert response.status_code == 200 and response.data["status"] == "stopping"
-    job = wait_for(job_finished(job_id), 60, "the worker to stop the job", cluster)
+    job = wait_for(job_finished(job_id), 60, "the worker to stop the job", cluster.output)
     assert job.status == JobStatus.STOPPED
     assert job.version is None and not ModelVersion.objects.filter(model=model).exists()
     assert job.epoch < 400
@@ -74,10 +74,10 @@ def test_a_killed_worker_never_leaves_the_job_running(cluster, api, trainer_and_
     trainer, model = trainer_and_model
     body = {**LONG, "epochs": 12}
     job_id = start(api, trainer, model, body)
-    job = wait_for(running_with_epochs(job_id, 2), 120, "the job to run two epochs", cluster)
+    job = wait_for(running_with_epochs(job_id, 2), 120, "the job to run two epochs", cluster.output)
     epochs_before = job.epoch
     os.kill(int(job.worker.rpartition(":")[2]), signal.SIGKILL)
-    job = wait_for(job_finished(job_id), 240, "the job to end after the kill", cluster)
+    job = wait_for(job_finished(job_id), 240, "the job to end after the kill", cluster.output)
     if job.status == JobStatus.SUCCEEDED:
         assert job.attempts == 2  # resumed once, from its checkpoint
         assert job.epochs.count() == 12
@@ -89,9 +89,9 @@ def test_a_killed_worker_never_leaves_the_job_running(cluster, api, trainer_and_
 def test_sigterm_checkpoints_and_requeues_the_job(cluster, api, trainer_and_model):
     trainer, model = trainer_and_model
     job_id = start(api, trainer, model, {**LONG, "epochs": 12})
-    job = wait_for(running_with_epochs(job_id, 1), 120, "the job to run an epoch", cluster)
+    job = wait_for(running_with_epochs(job_id, 1), 120, "the job to run an epoch", cluster.output)
     os.kill(int(job.worker.rpartition(":")[2]), signal.SIGTERM)
-    job = wait_for(job_finished(job_id), 240, "the requeued job to finish", cluster)
+    job = wait_for(job_finished(job_id), 240, "the requeued job to finish", cluster.output)
     assert job.status == JobStatus.SUCCEEDED, (job.error_code, job.error)
     assert job.attempts == 1  # a shutdown is not a failed attempt
     assert "job.requeued" in set(job.model.audit_events.values_list("action", flat=True))
