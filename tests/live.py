@@ -27,6 +27,16 @@ def database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def ensure_reaper_schedule() -> None:
+    """Migration 0004's schedule, which a transactional test's flush removes: restore it."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="techanal: reap training jobs",
+        defaults={"func": "models_mgmt.tasks.training_jobs_reap", "schedule_type": "I", "minutes": 1, "repeats": -1},
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,6 +85,7 @@ class LiveProcesses:
         raise RuntimeError(f"daphne did not listen on {port}:\n{self.output()[-3000:]}")
 
     def qcluster(self) -> subprocess.Popen:
+        ensure_reaper_schedule()
         return self.start(QCLUSTER)
 
     def kill(self, process: subprocess.Popen) -> None:

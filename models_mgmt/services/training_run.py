@@ -379,7 +379,11 @@ def _worker_alive(worker: str) -> bool | None:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed worker whose parent died too stays a zombie until init reaps it: that is gone
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def training_jobs_reap() -> list[tuple[int, str]]:
