@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from models_mgmt.choices import PERM_VIEW
 from models_mgmt.models import AIModel
 
 APP = "models_mgmt"
@@ -33,7 +32,3 @@ def model_perms_of(user: Any, model: AIModel) -> list[str]:
         return list(managed)
     held = set(ObjectPermissionChecker(user).get_perms(model))
     return [c for c in managed if c in held]
-
-
-def can_view(user: Any, model: AIModel) -> bool:
-    return has_model_perm(user, model, PERM_VIEW)
