@@ -75,7 +75,7 @@ def prepare() -> tuple[str, list[dict[str, Any]]]:
     from models_mgmt.choices import Role
     from models_mgmt.engine.bars import load_builtin
     from models_mgmt.services.roles import roles_ensure
-    from models_mgmt.services.training_run import training_job_execute
+    from models_mgmt.training.worker import training_job_execute
 
     call_command("migrate", verbosity=0)
     from django.contrib.auth import get_user_model
@@ -88,7 +88,7 @@ def prepare() -> tuple[str, list[dict[str, Any]]]:
     data = FineTuningConfigSerializer(data={"epochs": 2, "startDate": "2013-01-01"}, context={"model": model})
     data.is_valid(raise_exception=True)
     job = services.training_job_start(
-        actor=user, model=model, config=data.validated_data["config"], dataset=dataset, base_version=None
+        actor=user, model=model, config=data.validated_data["resolved"].config, dataset=dataset, base_version=None
     )
     outcome = training_job_execute(job_id=job.pk)
     services.model_version_activate(actor=user, model=model, version=outcome.version)
@@ -176,7 +176,7 @@ import numpy; steps.append(('numpy', rss()))
 import pandas; steps.append(('pandas', rss()))
 import scipy.stats; steps.append(('scipy.stats (drift only; not on the predict path)', rss()))
 import onnxruntime; steps.append(('onnxruntime import', rss()))
-from models_mgmt import serving
+from models_mgmt.monitoring import serving
 from models_mgmt.engine.bars import load_builtin
 served = serving.session_for(1, 'v', 'c', sys.argv[1])
 steps.append(('one ONNX InferenceSession', rss()))

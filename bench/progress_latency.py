@@ -125,7 +125,7 @@ def worker_main(job_id: int, events: int, rate: float) -> None:
 
     from models_mgmt.choices import JobStatus
     from models_mgmt.models import TrainingJob
-    from models_mgmt.progress import publish_job_event
+    from models_mgmt.realtime.events import publish_job_event
     from models_mgmt.services import training_job_transition
 
     records: list[dict[str, float]] = []
@@ -313,7 +313,7 @@ class Fixture:
         """A new model with a running job (start + claim, as a worker would)."""
         from models_mgmt.api.serializers import FineTuningConfigSerializer
         from models_mgmt.services import ai_model_create, training_job_start
-        from models_mgmt.services.training_run import training_job_claim
+        from models_mgmt.services.training_jobs import training_job_claim
 
         model = ai_model_create(actor=self.user, name=name, family="multitask-mlp", default_dataset=self.dataset)
         data = FineTuningConfigSerializer(data={"epochs": 1, "dataset": "sp500"}, context={"model": model})
@@ -321,7 +321,11 @@ class Fixture:
             raise SystemExit(f"invalid config: {data.errors}")
         v = data.validated_data
         job = training_job_start(
-            actor=self.user, model=model, config=v["config"], dataset=v["dataset_obj"], base_version=v["base_version"]
+            actor=self.user,
+            model=model,
+            config=v["resolved"].config,
+            dataset=v["resolved"].dataset,
+            base_version=v["resolved"].base_version,
         )
         if training_job_claim(job_id=job.pk) is None:
             raise SystemExit(f"job {job.pk} could not be claimed")

@@ -212,14 +212,18 @@ class Fixture:
 
         v = self.config(model, body)
         return training_job_start(
-            actor=self.user, model=model, config=v["config"], dataset=v["dataset_obj"], base_version=v["base_version"]
+            actor=self.user,
+            model=model,
+            config=v["resolved"].config,
+            dataset=v["resolved"].dataset,
+            base_version=v["resolved"].base_version,
         )
 
 
 def run_job(fixture: Fixture, body: dict[str, Any]) -> dict[str, float]:
     from models_mgmt.engine import artifact, trainer
     from models_mgmt.models import TrainingJob
-    from models_mgmt.services.training_run import training_job_execute
+    from models_mgmt.training.worker import training_job_execute
 
     model = fixture.model("bench-job")
     fits: list[tuple[float, float]] = []

@@ -1,3 +1,5 @@
+import logging
+
 from django.apps import AppConfig
 
 
@@ -7,16 +9,15 @@ class ModelsMgmtConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_q.signals import post_spawn
+        from django_q.signals import post_spawn  # django-q2's signals import its models: only once apps are ready
 
         post_spawn.connect(_reap_on_worker_start, dispatch_uid="techanal-reap-on-spawn")
 
 
 def _reap_on_worker_start(sender: object, proc_name: str, **kwargs: object) -> None:
     """A worker that starts (or replaces a killed one) first looks for jobs whose worker is gone."""
-    import logging
 
-    from models_mgmt.services.training_run import training_jobs_reap
+    from models_mgmt.training.reaper import training_jobs_reap
 
     try:
         for job_id, action in training_jobs_reap():

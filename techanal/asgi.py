@@ -11,8 +11,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from models_mgmt.routing import websocket_urlpatterns  # noqa: E402
-from models_mgmt.ws_auth import BearerOrSessionAuth  # noqa: E402
+from models_mgmt.realtime.auth import BearerOrSessionAuth  # noqa: E402
+from models_mgmt.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

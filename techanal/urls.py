@@ -5,7 +5,7 @@ from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:models", permanent=False)),
-    path("model-management/", include("models_mgmt.urls")),
+    path("model-management/", include("models_mgmt.dashboard.urls")),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="dashboard/login.html", redirect_authenticated_user=True),

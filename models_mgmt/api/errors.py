@@ -14,7 +14,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from models_mgmt.services.errors import ServiceError
+from models_mgmt.errors import ServiceError
 
 
 class ErrorSerializer(serializers.Serializer):

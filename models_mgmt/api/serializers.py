@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
 
-from models_mgmt.choices import ActivationPolicy, Role, VersionStatus
+from models_mgmt.choices import ActivationPolicy, Role
 from models_mgmt.engine.families import FAMILIES
+from models_mgmt.errors import InvalidInput
 from models_mgmt.models import AIModel, AuditEvent, Dataset, ModelVersion, TrainingEpoch, TrainingJob
 from models_mgmt.models.ai_model import model_name_validator
 from models_mgmt.models.dataset import dataset_name_validator
+from models_mgmt.monitoring.serving import LOOKBACK_BARS
+from models_mgmt.permissions import model_perms_of
 from models_mgmt.selectors import active_version_of, live_job_of
+from models_mgmt.services.training_config import training_config_resolve
 
 
 class StrictSerializer(serializers.Serializer):
@@ -85,8 +90,6 @@ class AIModelDetailSerializer(AIModelSerializer):
 
     def get_permissions(self, obj: AIModel) -> list[str]:
         """What the caller may do on this model: view, finetune, activate, manage."""
-        from models_mgmt.permissions import model_perms_of
-
         return [c.removesuffix("_aimodel") for c in model_perms_of(self.context["request"].user, obj)]
 
 
@@ -211,96 +214,11 @@ class FineTuningConfigSerializer(StrictSerializer):
     activationPolicy = serializers.ChoiceField(choices=ActivationPolicy.values, required=False)
     hyperparameters = serializers.DictField(required=False)
 
-    def validate_learningRate(self, value: float) -> float:
-        if not 0 < value <= 1:
-            raise serializers.ValidationError("must be greater than 0 and at most 1")
-        return value
-
-    def validate_validationSplit(self, value: float) -> float:
-        if not 0 < value <= 0.5:
-            raise serializers.ValidationError("must be greater than 0 and at most 0.5")
-        return value
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        model: AIModel = self.context["model"]
-        errors: dict[str, list[str] | dict[str, str]] = {}
-        if "modelName" in attrs and attrs["modelName"] != model.name:
-            errors["modelName"] = [f"does not match the model in the URL ('{model.name}')"]
-
-        epochs = attrs.get("epochs", settings.DEFAULT_TRAINING_EPOCHS)
-        patience = attrs.get("earlyStoppingPatience", min(settings.DEFAULT_EARLY_STOPPING_PATIENCE, epochs))
-        if patience > epochs:
-            errors["earlyStoppingPatience"] = [f"must be between 0 and epochs ({epochs})"]
-
-        dataset_name = attrs.get("dataset") or (
-            model.default_dataset.name if model.default_dataset else settings.DEFAULT_DATASET
-        )
-        dataset = Dataset.objects.filter(name=dataset_name).first()
-        if dataset is None:
-            errors["dataset"] = [f"unknown dataset '{dataset_name}'"]
-        size = attrs.get("trainingDataSize")
-        start, end = attrs.get("startDate"), attrs.get("endDate")
-        window_bars = 0
-        if start and end and start >= end:
-            errors["endDate"] = ["must be after startDate"]
-        elif dataset is not None:
-            bars = dataset.bars.all()
-            if start:
-                bars = bars.filter(date__gte=start)
-            if end:
-                bars = bars.filter(date__lte=end)
-            window_bars = bars.count() if (start or end) else dataset.bar_count
-            if window_bars == 0:
-                errors["startDate" if start else "endDate"] = [
-                    f"dataset '{dataset.name}' has no bars in this window "
-                    f"({dataset.first_date} to {dataset.last_date} available)"
-                ]
-            elif size is not None and size > window_bars:
-                errors["trainingDataSize"] = [
-                    f"dataset '{dataset.name}' holds {window_bars} bars in the window; ask for at most that"
-                ]
-
-        base_version = None
-        base_name = attrs.get("baseModel")
-        if base_name:
-            base_version = model.versions.filter(version=base_name).first()
-            if base_version is None:
-                errors["baseModel"] = [f"model '{model.name}' has no version '{base_name}'"]
-            elif base_version.status in (VersionStatus.TRAINING, VersionStatus.FAILED):
-                errors["baseModel"] = [
-                    f"version '{base_name}' is {base_version.status}; it has no weights to start from"
-                ]
-        else:
-            base_version = active_version_of(model)
-
-        family = FAMILIES[model.family]
-        hyper = attrs.get("hyperparameters", {})
-        hyper_errors = family.check(hyper)
-        if hyper_errors:
-            errors["hyperparameters"] = hyper_errors
-        if errors:
-            raise serializers.ValidationError(errors)
-
-        assert dataset is not None
-        from models_mgmt.engine.config import FineTuningConfig
-
-        attrs["config"] = FineTuningConfig(
-            model_name=model.name,
-            dataset=dataset.name,
-            epochs=epochs,
-            learning_rate=attrs.get("learningRate", settings.DEFAULT_LEARNING_RATE),
-            batch_size=attrs.get("batchSize", settings.DEFAULT_BATCH_SIZE),
-            validation_split=attrs.get("validationSplit", settings.DEFAULT_VALIDATION_SPLIT),
-            early_stopping_patience=patience,
-            training_data_size=size if size is not None else window_bars,
-            base_model=base_version.version if base_version else None,
-            activation_policy=attrs.get("activationPolicy", ActivationPolicy.MANUAL),
-            hyperparameters={**family.defaults(), **hyper},
-            start_date=start.isoformat() if start else None,
-            end_date=end.isoformat() if end else None,
-        )
-        attrs["dataset_obj"] = dataset
-        attrs["base_version"] = base_version
+        try:
+            attrs["resolved"] = training_config_resolve(model=self.context["model"], fields=attrs)
+        except InvalidInput as exc:
+            raise serializers.ValidationError(exc.fields) from exc
         return attrs
 
 
@@ -437,8 +355,6 @@ class BarInputSerializer(StrictSerializer):
     volume = serializers.FloatField(min_value=0)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        import math
-
         errors: dict[str, list[str]] = {}
         for key in ("open", "high", "low", "close", "volume"):
             if not math.isfinite(attrs[key]):
@@ -478,8 +394,6 @@ class PredictSerializer(StrictSerializer):
     asOf = serializers.DateField(required=False, help_text="last bar date to predict from (with dataset)")
 
     def validate_bars(self, bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from models_mgmt.serving import LOOKBACK_BARS
-
         limit = settings.MONITORING_PREDICT_MAX_BARS
         if len(bars) < LOOKBACK_BARS:
             raise serializers.ValidationError(

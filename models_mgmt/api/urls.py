@@ -5,7 +5,20 @@ from drf_spectacular.views import SpectacularAPIView
 
 from models_mgmt.models.ai_model import MODEL_NAME_PATTERN
 
-from .views import audit, datasets, models, monitoring, system, training, versions
+from .views import (
+    alerts,
+    audit,
+    comparison,
+    datasets,
+    drift,
+    fine_tune,
+    jobs,
+    metrics,
+    models,
+    predictions,
+    system,
+    versions,
+)
 
 MODEL = rf"^model-management/models/(?P<name>{MODEL_NAME_PATTERN})"
 VERSION = r"(?P<version>[A-Za-z0-9][A-Za-z0-9._+-]{0,31})"
@@ -28,17 +41,17 @@ urlpatterns = [
     route(rf"{MODEL}/versions", versions.VersionListView, "version-list"),
     route(rf"{MODEL}/versions/{VERSION}", versions.VersionDetailView, "version-detail"),
     route(rf"{MODEL}/versions/{VERSION}/activate", versions.VersionActivateView, "version-activate"),
-    route(rf"{MODEL}/metrics", versions.MetricsView, "model-metrics"),
-    route(rf"{MODEL}/drift", versions.DriftView, "model-drift"),
-    route(rf"{MODEL}/comparison", versions.ComparisonView, "model-comparison"),
-    route(rf"{MODEL}/predict", monitoring.PredictView, "model-predict"),
-    route(rf"{MODEL}/alerts", monitoring.AlertListView, "model-alerts"),
-    route(rf"{MODEL}/alerts/(?P<alert_id>[0-9]{{1,18}})/acknowledge", monitoring.AlertAcknowledgeView, "alert-ack"),
-    route(rf"{MODEL}/fine-tune", training.FineTuneView, "fine-tune"),
-    route(rf"{MODEL}/fine-tune/status", training.FineTuneStatusView, "fine-tune-status"),
-    route(rf"{MODEL}/fine-tune/stop", training.FineTuneStopView, "fine-tune-stop"),
-    route(r"^model-management/jobs", training.JobListView, "job-list"),
-    route(r"^model-management/jobs/(?P<job_id>[0-9]{1,18})", training.JobDetailView, "job-detail"),
+    route(rf"{MODEL}/metrics", metrics.MetricsView, "model-metrics"),
+    route(rf"{MODEL}/drift", drift.DriftView, "model-drift"),
+    route(rf"{MODEL}/comparison", comparison.ComparisonView, "model-comparison"),
+    route(rf"{MODEL}/predict", predictions.PredictView, "model-predict"),
+    route(rf"{MODEL}/alerts", alerts.AlertListView, "model-alerts"),
+    route(rf"{MODEL}/alerts/(?P<alert_id>[0-9]{{1,18}})/acknowledge", alerts.AlertAcknowledgeView, "alert-ack"),
+    route(rf"{MODEL}/fine-tune", fine_tune.FineTuneView, "fine-tune"),
+    route(rf"{MODEL}/fine-tune/status", fine_tune.FineTuneStatusView, "fine-tune-status"),
+    route(rf"{MODEL}/fine-tune/stop", fine_tune.FineTuneStopView, "fine-tune-stop"),
+    route(r"^model-management/jobs", jobs.JobListView, "job-list"),
+    route(r"^model-management/jobs/(?P<job_id>[0-9]{1,18})", jobs.JobDetailView, "job-detail"),
     route(r"^model-management/datasets", datasets.DatasetListView, "dataset-list"),
     route(
         r"^model-management/datasets/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})",
@@ -47,7 +60,7 @@ urlpatterns = [
     ),
     route(
         r"^model-management/datasets/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})/bars",
-        monitoring.DatasetBarsView,
+        datasets.DatasetBarsView,
         "dataset-bars",
     ),
     route(r"^model-management/audit-events", audit.AuditEventListView, "audit-list"),

@@ -7,13 +7,14 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
+from models_mgmt.artifacts import job_work_dir, model_artifacts_dir
 from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_MANAGE, ROLE_OBJECT_PERMS, Role
 from models_mgmt.engine.families import FAMILIES
+from models_mgmt.errors import Conflict, InvalidInput
 from models_mgmt.models import AIModel, Dataset
-from models_mgmt.permissions import has_model_perm
+from models_mgmt.permissions import UserLike, require_global_perm, require_model_perm
 
 from .audit import audit_record
-from .errors import Conflict, Forbidden, InvalidInput
 
 EDITABLE_FIELDS = ("description", "base_model", "default_dataset")
 
@@ -29,15 +30,10 @@ def _snapshot(model: AIModel) -> dict[str, Any]:
     }
 
 
-def require_model_perm(user: Any, model: AIModel, codename: str, action: str) -> None:
-    if not has_model_perm(user, model, codename):
-        raise Forbidden(f"You may not {action} on AI model '{model.name}'.")
-
-
 @transaction.atomic
 def ai_model_create(
     *,
-    actor: Any,
+    actor: UserLike,
     name: str,
     family: str,
     base_model: str = "",
@@ -45,8 +41,7 @@ def ai_model_create(
     default_dataset: Dataset | None = None,
 ) -> AIModel:
     """Register a model. The creator receives every object permission on it."""
-    if not actor.has_perm("models_mgmt.add_aimodel"):
-        raise Forbidden("You may not register AI models (the maintainer role may).")
+    require_global_perm(actor, "add_aimodel", "You may not register AI models (the maintainer role may).")
     if family not in FAMILIES:
         raise InvalidInput("Unknown family.", fields={"family": [f"choose one of: {', '.join(FAMILIES)}"]})
     try:
@@ -68,7 +63,7 @@ def ai_model_create(
 
 
 @transaction.atomic
-def ai_model_update(*, actor: Any, model: AIModel, changes: dict[str, Any]) -> AIModel:
+def ai_model_update(*, actor: UserLike, model: AIModel, changes: dict[str, Any]) -> AIModel:
     require_model_perm(actor, model, PERM_MANAGE, "change settings")
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
@@ -83,14 +78,12 @@ def ai_model_update(*, actor: Any, model: AIModel, changes: dict[str, Any]) -> A
 
 
 @transaction.atomic
-def ai_model_delete(*, actor: Any, model: AIModel) -> None:
+def ai_model_delete(*, actor: UserLike, model: AIModel) -> None:
     require_model_perm(actor, model, PERM_MANAGE, "delete the model")
     model = AIModel.objects.select_for_update().get(pk=model.pk)
     if model.jobs.filter(status__in=LIVE_JOB_STATUSES).exists():
         raise Conflict("The model has a training job in progress; stop it first.", code="job_in_progress")
     audit_record(actor=actor, action="model.deleted", obj=model, ai_model=None, before=_snapshot(model))
-    from .training_run import job_work_dir, model_artifacts_dir
-
     leftovers = [model_artifacts_dir(model.name), *(job_work_dir(job) for job in model.jobs.all())]
     model.delete()
     # Files go only once the rows are gone for good: a rolled-back delete keeps its artifacts.
@@ -98,7 +91,7 @@ def ai_model_delete(*, actor: Any, model: AIModel) -> None:
 
 
 @transaction.atomic
-def ai_model_access_set(*, actor: Any, model: AIModel, grantee: Any | Group, role: str | None) -> list[str]:
+def ai_model_access_set(*, actor: UserLike, model: AIModel, grantee: Any | Group, role: str | None) -> list[str]:
     """Give a user or group exactly the object permissions of `role` on the model (None revokes all).
 
     Returns the codenames the grantee holds afterwards.

@@ -1,18 +1,43 @@
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from typing import Any
 
+import django_q.tasks
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from models_mgmt.choices import JOB_TRANSITIONS, LIVE_JOB_STATUSES, PERM_FINETUNE, JobStatus
 from models_mgmt.engine.config import FineTuningConfig
-from models_mgmt.models import AIModel, Dataset, ModelVersion, TrainingJob
+from models_mgmt.errors import Conflict, Unavailable
+from models_mgmt.models import AIModel, Dataset, ModelVersion, TrainingEpoch, TrainingJob
+from models_mgmt.permissions import UserLike, require_model_perm
+from models_mgmt.realtime.events import publish_job_event
 
-from .ai_models import require_model_perm
 from .audit import audit_record
-from .errors import Conflict, Unavailable
+
+logger = logging.getLogger(__name__)
+RUN_TASK = "models_mgmt.tasks.training_job_run"
+
+
+def training_job_enqueue(job_id: int) -> str | None:
+    """Hand a job to the training workers (called on commit of the transaction that queued it).
+
+    A broker that is down must not turn a committed start into an error: the job stays queued
+    without `enqueued_at`, and the reaper hands it over again once the broker answers.
+    """
+    try:
+        task_id = django_q.tasks.async_task(
+            RUN_TASK, job_id, task_name=f"training-job-{job_id}-{os.urandom(3).hex()}", group="training"
+        )
+    except Exception:
+        logger.exception("could not enqueue training job %s; the reaper will retry", job_id)
+        return None
+    TrainingJob.objects.filter(pk=job_id, status="queued").update(enqueued_at=timezone.now())
+    return str(task_id)
 
 
 def training_job_transition(job: TrainingJob, to: str, **fields: Any) -> TrainingJob:
@@ -25,8 +50,6 @@ def training_job_transition(job: TrainingJob, to: str, **fields: Any) -> Trainin
     if to in (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED):
         job.finished_at = timezone.now()
     job.save()
-    from models_mgmt.progress import publish_job_event
-
     publish_job_event(job, "job.status")
     return job
 
@@ -41,7 +64,7 @@ def _conflict_with(job: TrainingJob) -> Conflict:
 @transaction.atomic
 def training_job_start(
     *,
-    actor: Any,
+    actor: UserLike,
     model: AIModel,
     config: FineTuningConfig,
     dataset: Dataset,
@@ -77,21 +100,17 @@ def training_job_start(
         if live is None:
             raise
         raise _conflict_with(live) from exc
-    from models_mgmt.progress import publish_job_event
-
     publish_job_event(job, "job.status")
     audit_record(
         actor=actor, action="job.started", obj=job, ai_model=model, after={"status": job.status, "config": job.config}
     )
-    from models_mgmt.tasks import training_job_enqueue
-
     job_id = job.pk
     transaction.on_commit(lambda: training_job_enqueue(job_id))
     return job
 
 
 @transaction.atomic
-def training_job_stop(*, actor: Any, model: AIModel) -> TrainingJob:
+def training_job_stop(*, actor: UserLike, model: AIModel) -> TrainingJob:
     """Stop the model's live job: a queued one stops at once, a running one is asked to stop."""
     require_model_perm(actor, model, PERM_FINETUNE, "stop training")
     job = TrainingJob.objects.select_for_update().filter(model=model, status__in=LIVE_JOB_STATUSES).first()
@@ -111,3 +130,81 @@ def training_job_stop(*, actor: Any, model: AIModel) -> TrainingJob:
         after={"status": job.status},
     )
     return job
+
+
+@transaction.atomic
+def training_job_claim(*, job_id: int) -> TrainingJob | None:
+    """Queued -> running, counting the attempt. None when the job is not queued (stopped, already
+    claimed by a duplicate delivery, or finished): a worker never runs a job twice at once."""
+    job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.QUEUED:
+        return None
+    now = timezone.now()
+    training_job_transition(
+        job,
+        JobStatus.RUNNING,
+        attempts=job.attempts + 1,
+        started_at=job.started_at or now,
+        heartbeat_at=now,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        error="",
+        error_code="",
+    )
+    return job
+
+
+def training_job_finish(job_id: int, status: str, worker: str | None = None, **fields: Any) -> None:
+    """End a running/stopping job. With `worker`, only if that worker still owns the job."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().select_related("model").get(pk=job_id)
+        if job.status not in (JobStatus.RUNNING, JobStatus.STOPPING):
+            return  # the reaper or a stop already ended it
+        if worker is not None and job.worker != worker:
+            logger.warning("job %s was taken over by %s; %s leaves it alone", job_id, job.worker or "?", worker)
+            return
+        before = job.status
+        training_job_transition(job, status, **fields)
+        audit_record(
+            actor=None,
+            action=f"job.{status}",
+            obj=job,
+            ai_model=job.model,
+            before={"status": before},
+            after={"status": status, **({"error": fields["error"]} if "error" in fields else {})},
+        )
+
+
+def training_job_requeue(*, job_id: int, reason: str, attempt_failed: bool = True) -> bool:
+    """Running -> queued and handed to a worker again; resumes from the last checkpoint.
+
+    A worker that shut down on request did not fail: its attempt is given back.
+    """
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().select_related("model").get(pk=job_id)
+        if job.status != JobStatus.RUNNING:
+            return False
+        attempts = job.attempts if attempt_failed else max(job.attempts - 1, 0)
+        training_job_transition(job, JobStatus.QUEUED, worker="", error=reason, attempts=attempts, enqueued_at=None)
+        audit_record(actor=None, action="job.requeued", obj=job, ai_model=job.model, after={"reason": reason})
+        transaction.on_commit(lambda: training_job_enqueue(job_id))
+    return True
+
+
+def training_epochs_save(job_id: int, epochs: list[dict[str, Any]]) -> None:
+    """Upsert per-epoch history rows (from live reports, or a finished run's whole history)."""
+    TrainingEpoch.objects.bulk_create(
+        [
+            TrainingEpoch(
+                job_id=job_id,
+                epoch=e["epoch"],
+                train_loss=e["train_loss"],
+                val_loss=e["val_loss"],
+                metrics=e["metrics"],
+                duration_s=e["duration_s"],
+            )
+            for e in epochs
+        ],
+        update_conflicts=True,
+        unique_fields=["job", "epoch"],
+        update_fields=["train_loss", "val_loss", "metrics", "duration_s"],
+    )

@@ -1,17 +1,27 @@
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+import shutil
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from models_mgmt.choices import PERM_ACTIVATE, VERSION_TRANSITIONS, VersionStatus
-from models_mgmt.models import AIModel, ModelVersion
+from models_mgmt.artifacts import version_dir
+from models_mgmt.choices import PERM_ACTIVATE, VERSION_TRANSITIONS, ActivationPolicy, JobStatus, VersionStatus
+from models_mgmt.engine.config import FineTuningConfig
+from models_mgmt.engine.training import TrainingResult
+from models_mgmt.errors import Conflict, NotFound, Unavailable
+from models_mgmt.models import AIModel, ModelVersion, TrainingJob
+from models_mgmt.permissions import UserLike, require_model_perm
+from models_mgmt.realtime.events import publish_model_event
 
-from .ai_models import require_model_perm
 from .audit import audit_record
-from .errors import Conflict, NotFound, Unavailable
+from .training_jobs import training_epochs_save, training_job_transition
+
+logger = logging.getLogger(__name__)
+VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 
 def _transition(version: ModelVersion, to: str) -> None:
@@ -23,7 +33,7 @@ def _transition(version: ModelVersion, to: str) -> None:
 
 
 @transaction.atomic
-def model_version_activate(*, actor: Any, model: AIModel, version: str) -> ModelVersion:
+def model_version_activate(*, actor: UserLike, model: AIModel, version: str) -> ModelVersion:
     """Make `version` the active one; the previously active version becomes deprecated.
 
     Also the rollback path: a deprecated version can be activated again.
@@ -38,7 +48,7 @@ def model_version_activate_system(*, model: AIModel, version: ModelVersion, reas
     return _activate(model=model, version=version.version, actor=None, reason=reason)
 
 
-def _activate(*, model: AIModel, version: str, actor: Any, reason: str) -> ModelVersion:
+def _activate(*, model: AIModel, version: str, actor: UserLike, reason: str) -> ModelVersion:
     # The model row is locked so concurrent activations are serialised; the partial unique index
     # guarantees one active version even if something bypasses this function.
     if not settings.MODEL_VERSIONING_ENABLED:
@@ -64,16 +74,107 @@ def _activate(*, model: AIModel, version: str, actor: Any, reason: str) -> Model
         before={"active": previous.version if previous else None},
         after={"active": target.version, "reason": reason},
     )
-    from models_mgmt import serving
-    from models_mgmt.progress import publish_model_event
-
-    # Warm this process's serving cache once the activation is committed (other processes swap on
-    # their next request: every request reads the active version from the database).
-    transaction.on_commit(lambda: serving.preload(model.pk, target.version, target.checksum, target.artifact_path))
-
     publish_model_event(
         model,
         "version.activated",
         {"version": target.version, "previousVersion": previous.version if previous else None, "reason": reason},
     )
     return target
+
+
+def next_version_number(model_id: int) -> str:
+    """The next minor version: v1.0.0 first, then v1.1.0, v1.2.0, ... above the highest so far."""
+    highest = (0, -1, 0)
+    for name in ModelVersion.objects.filter(model_id=model_id).values_list("version", flat=True):
+        match = VERSION_RE.match(name)
+        if match:
+            highest = max(highest, tuple(int(g) for g in match.groups()))
+    if highest == (0, -1, 0):
+        return "v1.0.0"
+    return f"v{highest[0]}.{highest[1] + 1}.0"
+
+
+@transaction.atomic
+def model_version_register(
+    *,
+    job_id: int,
+    result: TrainingResult,
+    config: FineTuningConfig,
+    rival: dict | None,
+    worker: str,
+    code_revision: str,
+) -> ModelVersion | None:
+    """Register the version; None when this worker no longer owns the job (it was reaped)."""
+    job = (
+        TrainingJob.objects.select_for_update(of=("self",))
+        .select_related("model", "base_version", "dataset")
+        .get(pk=job_id)
+    )
+    if job.status not in (JobStatus.RUNNING, JobStatus.STOPPING) or job.worker != worker:
+        logger.warning("job %s is no longer %s's to finish (%s, %s)", job_id, worker, job.status, job.worker)
+        return None
+    model = job.model
+    number = next_version_number(model.pk)
+    target = version_dir(model.name, number)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # left over from a run that died between the move and the commit
+        shutil.rmtree(target)
+    shutil.copytree(result.artifact_dir, target)
+    version = ModelVersion.objects.create(
+        model=model,
+        version=number,
+        status=VersionStatus.READY,
+        parent=job.base_version,
+        dataset=job.dataset,
+        accuracy=result.accuracy,
+        response_time_ms=result.response_time_ms,
+        training_data_size=result.train_samples,
+        trained_at=timezone.now(),
+        performance_metrics=result.metrics,
+        baselines=result.baselines,
+        backtest=result.backtest,
+        metadata={
+            "hyperparameters": result.hyperparameters,
+            "trainingDuration": result.training_duration_s,
+            "epochs": result.epochs_run,
+            "bestEpoch": result.best_epoch,
+            "loss": result.best_val_loss,
+            "trainLoss": result.final_train_loss,
+            "validationAccuracy": result.accuracy,
+            "trainWindow": list(result.train_window),
+            "validationWindow": list(result.validation_window),
+            "trainSamples": result.train_samples,
+            "validationSamples": result.validation_samples,
+            "embargoSamples": result.embargo_samples,
+            "lineage": {
+                "parentVersion": job.base_version.version if job.base_version else None,
+                "dataset": job.dataset.name,
+                "jobId": job.pk,
+                "seed": result.hyperparameters.get("seed"),
+                "codeRevision": code_revision,
+                "config": job.config,
+            },
+            **({"activeVersionOnWindow": rival} if rival else {}),
+        },
+        artifact_path=str(target),
+        checksum=result.checksum or "",
+    )
+    training_epochs_save(job.pk, result.history)  # complete even across a resume after a crash
+    training_job_transition(job, JobStatus.SUCCEEDED, version=version, progress=100.0)
+    audit_record(
+        actor=None, action="version.created", obj=version, ai_model=model, after={"version": number, "job": job.pk}
+    )
+    if config.activation_policy == ActivationPolicy.IF_BETTER:
+        _activate_if_better(job, version, rival)
+    return version
+
+
+def _activate_if_better(job: TrainingJob, version: ModelVersion, rival: dict | None) -> None:
+    """Activate the new version when its overallScore beats the active one's on the same window."""
+    active = ModelVersion.objects.filter(model=job.model, status=VersionStatus.ACTIVE).first()
+    if active is not None:
+        if rival is None or rival["version"] != active.version:
+            return  # no like-for-like comparison possible: leave the choice to a person
+        if version.performance_metrics["overallScore"] <= rival["performanceMetrics"]["overallScore"]:
+            return
+    model_version_activate_system(model=job.model, version=version, reason="activationPolicy=if_better")

@@ -16,9 +16,9 @@ from django.db import connection
 
 from models_mgmt.api.serializers import FineTuningConfigSerializer
 from models_mgmt.choices import TERMINAL_JOB_STATUSES, JobStatus
+from models_mgmt.errors import Conflict
 from models_mgmt.models import ModelVersion, TrainingJob
 from models_mgmt.services import training_job_start
-from models_mgmt.services.errors import Conflict
 
 from .conftest import assert_job_seqs_gap_free, status_events, trainer_with_model, wait_for
 
@@ -38,7 +38,11 @@ def submit(trainer, model, accepted: list[int], refusals: Counter, errors: list[
         while mine < JOBS_PER_MODEL and time.monotonic() < deadline:
             try:
                 job = training_job_start(
-                    actor=trainer, model=model, config=v["config"], dataset=v["dataset_obj"], base_version=None
+                    actor=trainer,
+                    model=model,
+                    config=v["resolved"].config,
+                    dataset=v["resolved"].dataset,
+                    base_version=None,
                 )
             except Conflict as exc:
                 assert exc.code == "job_in_progress", exc

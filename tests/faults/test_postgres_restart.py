@@ -42,10 +42,11 @@ grant(trainer, model, Role.TRAINER)
 data = FineTuningConfigSerializer(data={body!r}, context={{"model": model}})
 data.is_valid(raise_exception=True)
 v = data.validated_data
-job = training_job_start(actor=trainer, model=model, config=v["config"], dataset=v["dataset_obj"], base_version=None)
+r = v["resolved"]
+job = training_job_start(actor=trainer, model=model, config=r.config, dataset=r.dataset, base_version=None)
 print("JOB", job.pk)
 """
-REAP = "from models_mgmt.services.training_run import training_jobs_reap; print('REAPED', training_jobs_reap())"
+REAP = "from models_mgmt.training.reaper import training_jobs_reap; print('REAPED', training_jobs_reap())"
 
 
 class PrivatePostgres:

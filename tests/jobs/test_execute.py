@@ -11,13 +11,11 @@ from django.utils import timezone
 from models_mgmt.choices import JobStatus, Role, VersionStatus
 from models_mgmt.models import AuditEvent, ModelVersion, TrainingJob
 from models_mgmt.services import dataset_import_builtin
-from models_mgmt.services.training_run import (
-    _activate_if_better,
-    next_version_number,
-    training_job_claim,
-    training_job_execute,
-    training_jobs_reap,
-)
+from models_mgmt.services.training_jobs import training_job_claim, training_job_finish
+from models_mgmt.services.versions import _activate_if_better, next_version_number
+from models_mgmt.training.progress import JobProgress
+from models_mgmt.training.reaper import training_jobs_reap
+from models_mgmt.training.worker import training_job_execute
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, grant
 
 QUICK = {"epochs": 2, "startDate": "2016-01-01"}
@@ -234,12 +232,9 @@ def test_reaper_requeues_a_stuck_job_even_if_its_worker_process_lives(running_jo
 
 
 def test_a_reaped_worker_writes_nothing_more(running_job):
-    from models_mgmt.progress import JobProgress
-    from models_mgmt.services.training_run import _finish
-
     original = running_job.worker
     TrainingJob.objects.filter(pk=running_job.pk).update(worker="another-host:42")  # taken over
-    _finish(running_job.pk, JobStatus.FAILED, original, error_code="training_error", error="late")
+    training_job_finish(running_job.pk, JobStatus.FAILED, original, error_code="training_error", error="late")
     assert TrainingJob.objects.get(pk=running_job.pk).status == JobStatus.RUNNING
     progress = JobProgress(job_id=running_job.pk, worker=original)
     progress.emit()

@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
-from models_mgmt import serving
 from models_mgmt.choices import DatasetSource, Role
 from models_mgmt.engine.bars import load_builtin
 from models_mgmt.models import Bar, Dataset
-from models_mgmt.services.training_run import training_job_execute
+from models_mgmt.monitoring import serving
+from models_mgmt.training.worker import training_job_execute
 from tests.factories import AIModelFactory, UserFactory, grant
 
 LIVE_CUTOFF = dt.date(2008, 6, 30)  # the dataset holds bars up to here; later ones arrive through the API

@@ -13,7 +13,7 @@ import pytest
 
 from models_mgmt.choices import Role
 from models_mgmt.models import Alert, DriftReport, ProgressEvent
-from models_mgmt.services.monitoring import monitoring_check, monitoring_checks_run
+from models_mgmt.monitoring.alerts import monitoring_check, monitoring_checks_run
 from tests.factories import UserFactory
 
 from .conftest import bar_dicts
@@ -150,7 +150,7 @@ def test_alerts_open_with_hysteresis_are_pushed_signed_and_clear(api, analyst, l
 def test_performance_drift_and_rollback_recommendation(api, analyst, live_model, settings):
     """Live accuracy far below validation is a significant drop; a better older version is offered."""
     from models_mgmt.models import Prediction
-    from models_mgmt.services.monitoring import predictions_resolve
+    from models_mgmt.monitoring.predictions import predictions_resolve
 
     for day in ("2008-05-01", "2008-05-02"):
         api(analyst).post(f"{MODEL}/predict", {"dataset": "live-sp500", "asOf": day}, format="json")

@@ -8,7 +8,7 @@ from models_mgmt.choices import Role
 from models_mgmt.engine.bars import load_builtin
 from models_mgmt.engine.labels import compute_labels
 from models_mgmt.models import AuditEvent, Dataset, Prediction
-from models_mgmt.services.monitoring import predictions_resolve
+from models_mgmt.monitoring.predictions import predictions_resolve
 from tests.factories import UserFactory
 
 from .conftest import LIVE_CUTOFF, bar_dicts

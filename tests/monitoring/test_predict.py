@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from models_mgmt.models import Prediction
-from models_mgmt.serving import LOOKBACK_BARS
+from models_mgmt.monitoring.serving import LOOKBACK_BARS
 from tests.factories import AIModelFactory
 
 from .conftest import LIVE_CUTOFF, bar_dicts

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from django.db import close_old_connections, connection
 
-from models_mgmt import serving
 from models_mgmt.models import Prediction
+from models_mgmt.monitoring import serving
 
 from .conftest import train
 
@@ -27,7 +27,7 @@ import json, sys
 import django
 django.setup()
 import models_mgmt.api.urls, techanal.urls  # the whole web stack
-from models_mgmt import serving
+from models_mgmt.monitoring import serving
 from models_mgmt.engine.bars import load_builtin
 served = serving.session_for(1, "v1.0.0", "x", {version.artifact_path!r})
 row = serving.feature_row(load_builtin("sp500").iloc[:400])

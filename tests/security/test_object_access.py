@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 
 from models_mgmt.choices import AlertStatus, JobStatus, VersionStatus
 from models_mgmt.models import AIModel, Prediction, TrainingJob
-from models_mgmt.progress import publish_job_event
+from models_mgmt.realtime.events import publish_job_event
 from techanal.asgi import application
 from tests.api.test_permission_matrix import ENDPOINTS, call
 from tests.conftest import bearer

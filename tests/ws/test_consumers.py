@@ -18,7 +18,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from models_mgmt.choices import JobStatus, Role, VersionStatus
 from models_mgmt.models import TrainingJob
-from models_mgmt.progress import job_group, publish_job_event
+from models_mgmt.realtime.events import job_group, publish_job_event
 from models_mgmt.services import model_version_activate, training_job_transition
 from techanal.asgi import application
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory, grant

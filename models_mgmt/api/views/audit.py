@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from models_mgmt import selectors
 from models_mgmt.api.errors import errors
 from models_mgmt.api.serializers import AuditEventSerializer
-from models_mgmt.services.errors import Forbidden
+from models_mgmt.errors import Forbidden
 
 
 class AuditEventListView(generics.GenericAPIView):

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from models_mgmt import selectors, services
 from models_mgmt.api.errors import errors
-from models_mgmt.api.serializers import DatasetDetailSerializer, DatasetSerializer, DatasetUploadSerializer
+from models_mgmt.api.serializers import (
+    BarsAppendSerializer,
+    DatasetDetailSerializer,
+    DatasetSerializer,
+    DatasetUploadSerializer,
+)
 
 
 class DatasetListView(generics.GenericAPIView):
@@ -50,3 +55,32 @@ class DatasetDetailView(generics.GenericAPIView):
     )
     def get(self, request: Request, name: str) -> Response:
         return Response(DatasetDetailSerializer(selectors.dataset_get(request.user, name)).data)
+
+
+BarsAppendResultSerializer = inline_serializer(
+    "BarsAppended",
+    {
+        "dataset": serializers.CharField(),
+        "added": serializers.IntegerField(),
+        "unchanged": serializers.IntegerField(help_text="dates already stored with the same values"),
+        "barCount": serializers.IntegerField(),
+        "lastDate": serializers.DateField(allow_null=True),
+    },
+)
+
+
+class DatasetBarsView(generics.GenericAPIView):
+    serializer_class = BarsAppendSerializer  # also what OPTIONS describes (without it OPTIONS was a 500)
+
+    @extend_schema(
+        summary="Append new bars to a dataset (idempotent per date; change_dataset permission)",
+        request=BarsAppendSerializer,
+        responses={200: BarsAppendResultSerializer, **errors(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        dataset = selectors.dataset_get(request.user, name)
+        data = BarsAppendSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(
+            services.dataset_bars_append(actor=request.user, dataset=dataset, bars=data.validated_data["bars"])
+        )

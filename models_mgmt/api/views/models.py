@@ -17,7 +17,7 @@ from models_mgmt.api.serializers import (
     AIModelSerializer,
     AIModelUpdateSerializer,
 )
-from models_mgmt.services.errors import InvalidInput
+from models_mgmt.errors import InvalidInput
 
 from .base import ModelScopedView
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
@@ -11,11 +12,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from models_mgmt import selectors, services
-from models_mgmt.api.serializers import FineTuningConfigSerializer
 from models_mgmt.choices import TERMINAL_JOB_STATUSES
 from models_mgmt.models import TrainingJob
-from models_mgmt.progress import JobProgress
-from models_mgmt.services.training_run import training_job_execute
+from models_mgmt.services.training_config import training_config_resolve
+from models_mgmt.training.progress import JobProgress
+from models_mgmt.training.worker import training_job_execute
 
 OPTIONS = {  # --option -> FineTuningConfig wire name, type
     "epochs": ("epochs", int),
@@ -26,8 +27,8 @@ OPTIONS = {  # --option -> FineTuningConfig wire name, type
     "training_data_size": ("trainingDataSize", int),
     "dataset": ("dataset", str),
     "base_model": ("baseModel", str),
-    "start_date": ("startDate", str),
-    "end_date": ("endDate", str),
+    "start_date": ("startDate", dt.date.fromisoformat),
+    "end_date": ("endDate", dt.date.fromisoformat),
     "activation_policy": ("activationPolicy", str),
 }
 
@@ -69,17 +70,16 @@ class Command(BaseCommand):
             body = {wire: options[opt] for opt, (wire, _) in OPTIONS.items() if options.get(opt) is not None}
             if options.get("hyperparameters") is not None:
                 body["hyperparameters"] = options["hyperparameters"]
-            data = FineTuningConfigSerializer(data=body, context={"model": ai_model})
-            if not data.is_valid():
-                raise CommandError(f"invalid config: {json.dumps(data.errors)}")
-            v = data.validated_data
+            resolved = training_config_resolve(model=ai_model, fields=body)
             job = services.training_job_start(
                 actor=actor,
                 model=ai_model,
-                config=v["config"],
-                dataset=v["dataset_obj"],
-                base_version=v["base_version"],
+                config=resolved.config,
+                dataset=resolved.dataset,
+                base_version=resolved.base_version,
             )
+        except services.InvalidInput as exc:
+            raise CommandError(f"invalid config: {json.dumps(exc.fields)}") from exc
         except services.ServiceError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(f"job {job.pk} queued for {ai_model.name} on {job.dataset.name}")

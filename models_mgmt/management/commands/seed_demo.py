@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Any
 
@@ -11,12 +12,12 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from models_mgmt import services
-from models_mgmt.api.serializers import FineTuningConfigSerializer
 from models_mgmt.choices import Role
 from models_mgmt.engine.bars import BUILTIN_DATASETS
 from models_mgmt.models import AIModel
 from models_mgmt.services.roles import roles_ensure
-from models_mgmt.services.training_run import training_job_execute
+from models_mgmt.services.training_config import training_config_resolve
+from models_mgmt.training.worker import training_job_execute
 
 DEMO_MODELS = (
     ("techanal-signal", "sp500", "Signal, risk and breakout model for the S&P 500."),
@@ -79,12 +80,12 @@ class Command(BaseCommand):
     def _train_first_version(self, owner: Any, model: AIModel, epochs: int) -> None:
         """v1.0.0 trained on 1999-2012 through the normal job path, then activated, so that a
         fine-tune on the later years (2013-2018) or on the other index has a base to start from."""
-        body = {"epochs": epochs, "startDate": FIRST_VERSION_WINDOW[0], "endDate": FIRST_VERSION_WINDOW[1]}
-        data = FineTuningConfigSerializer(data=body, context={"model": model})
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
+        window = [dt.date.fromisoformat(day) for day in FIRST_VERSION_WINDOW]
+        resolved = training_config_resolve(
+            model=model, fields={"epochs": epochs, "startDate": window[0], "endDate": window[1]}
+        )
         job = services.training_job_start(
-            actor=owner, model=model, config=v["config"], dataset=v["dataset_obj"], base_version=None
+            actor=owner, model=model, config=resolved.config, dataset=resolved.dataset, base_version=None
         )
         outcome = training_job_execute(job_id=job.pk)
         if outcome.status != "succeeded":

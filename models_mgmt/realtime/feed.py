@@ -8,9 +8,9 @@ from channels.db import database_sync_to_async
 
 from models_mgmt import selectors
 from models_mgmt.choices import LIVE_JOB_STATUSES
+from models_mgmt.errors import NotFound
 from models_mgmt.models import AIModel, ProgressEvent, TrainingJob
-from models_mgmt.progress import job_payload
-from models_mgmt.services.errors import NotFound
+from models_mgmt.realtime.events import job_payload
 
 Stream = tuple[str, int]
 

@@ -1,28 +1,19 @@
-"""Server-rendered dashboard: four tabs behind the login.
-
-The pages are shells rendered from the same permission-filtered selectors the API uses; every
-action (start, stop, activate, compare, drift check) is a fetch() to the REST API with the session
-cookie, so it goes through the API's validation and services. Live progress comes from the
-websocket feed. Numbers are formatted here so templates stay dumb and nothing is invented: a
-missing value is shown as missing.
-"""
+"""What the dashboard pages show, formatted: numbers beside their baselines, versions, model rows,
+live jobs. Built from models and selectors (never from API output) so templates stay dumb and
+nothing is invented: a missing value is shown as missing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest
 
 from models_mgmt import selectors
-from models_mgmt.api.serializers import ModelVersionSerializer
 from models_mgmt.choices import LIVE_JOB_STATUSES, VersionStatus
 from models_mgmt.engine.families import FAMILIES
-from models_mgmt.health import health_report
-from models_mgmt.models import AIModel
-from models_mgmt.permissions import model_perms_of
+from models_mgmt.models import AIModel, ModelVersion
+from models_mgmt.permissions import UserLike, model_perms_of
 
 TASK_METRICS = (
     ("accuracy", "Accuracy"),
@@ -83,7 +74,7 @@ def versus(value: Any, baseline: Any) -> dict[str, Any]:
 # --- context builders -----------------------------------------------------------------------------
 
 
-def _model_rows(user: Any) -> list[dict[str, Any]]:
+def model_rows(user: UserLike) -> list[dict[str, Any]]:
     rows = []
     for model in selectors.ai_model_list(user):
         active = selectors.active_version_of(model)
@@ -105,12 +96,12 @@ def _model_rows(user: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _average(values: list[Any]) -> float | None:
+def average(values: list[Any]) -> float | None:
     numbers = [n for n in (_number(v) for v in values) if n is not None]
     return sum(numbers) / len(numbers) if numbers else None
 
 
-def _selected(request: HttpRequest, rows: list[dict[str, Any]], prefer: str | None = None) -> dict[str, Any] | None:
+def selected_row(request: HttpRequest, rows: list[dict[str, Any]], prefer: str | None = None) -> dict[str, Any] | None:
     wanted = request.GET.get("model")
     for row in rows:
         if row["name"] == wanted:
@@ -122,7 +113,7 @@ def _selected(request: HttpRequest, rows: list[dict[str, Any]], prefer: str | No
     return rows[0] if rows else None
 
 
-def _live_jobs(user: Any) -> list[dict[str, Any]]:
+def live_jobs(user: UserLike) -> list[dict[str, Any]]:
     jobs = selectors.training_job_list(user).filter(status__in=LIVE_JOB_STATUSES)[:50]
     return [
         {
@@ -138,15 +129,15 @@ def _live_jobs(user: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _version_view(data: dict[str, Any], can_activate: bool) -> dict[str, Any]:
+def version_view(version: ModelVersion, can_activate: bool) -> dict[str, Any]:
     """One version as the Versions tab shows it: each metric beside its baseline."""
-    perf = data.get("performanceMetrics") or {}
-    baselines = data.get("baselines") or {}
-    metadata = data.get("metadata") or {}
-    backtest = data.get("backtest") or {}
+    perf = version.performance_metrics or {}
+    baselines = version.baselines or {}
+    metadata = version.metadata or {}
+    backtest = version.backtest or {}
     metrics = []
     for key, label in TASK_METRICS:
-        value = data.get("accuracy") if key == "accuracy" else perf.get(key)
+        value = version.accuracy if key == "accuracy" else perf.get(key)
         # accuracy is defined as overallScore, so its naive baseline is overallScore's.
         baseline = baselines.get("overallScore" if key == "accuracy" else key)
         metrics.append({"key": key, "label": label, **versus(value, baseline)})
@@ -160,11 +151,11 @@ def _version_view(data: dict[str, Any], can_activate: bool) -> dict[str, Any]:
     ]
     lineage = metadata.get("lineage") or {}
     return {
-        "version": data["version"],
-        "status": data["status"],
-        "trained": data.get("trainingDate"),
+        "version": version.version,
+        "status": version.status,
+        "trained": version.trained_at.isoformat() if version.trained_at else None,
         "metrics": metrics,
-        "response_time": ms(data.get("responseTime")),
+        "response_time": ms(version.response_time_ms),
         "backtest": backtest_rows,
         "hit_rate": pct(backtest.get("hitRate")),
         "trades": backtest.get("trades", "—"),
@@ -174,53 +165,30 @@ def _version_view(data: dict[str, Any], can_activate: bool) -> dict[str, Any]:
         "loss": num(metadata.get("loss"), 4),
         "validation_accuracy": pct(metadata.get("validationAccuracy")),
         "duration": seconds(metadata.get("trainingDuration")),
-        "training_data_size": data.get("trainingDataSize"),
+        "training_data_size": version.training_data_size,
         "hyperparameters": sorted((metadata.get("hyperparameters") or {}).items()),
-        "parent": data.get("parentVersion") or "— (from scratch)",
-        "dataset": data.get("dataset") or "—",
+        "parent": version.parent.version if version.parent else "— (from scratch)",
+        "dataset": version.dataset.name if version.dataset else "—",
         "train_window": " to ".join(metadata.get("trainWindow") or []) or "—",
         "validation_window": " to ".join(metadata.get("validationWindow") or []) or "—",
         "job_id": lineage.get("jobId"),
         "code_revision": lineage.get("codeRevision"),
-        "checksum": (data.get("checksum") or "")[:12],
-        "can_activate": can_activate and data["status"] in ACTIVATABLE,
+        "checksum": (version.checksum or "")[:12],
+        "can_activate": can_activate and version.status in ACTIVATABLE,
     }
 
 
-def _chart_series(versions: list[dict[str, Any]]) -> dict[str, Any]:
+def chart_series(versions: list[ModelVersion]) -> dict[str, Any]:
     """Metrics across versions, oldest first, as plain numbers for the chart (null stays null)."""
     ordered = list(reversed(versions))
     series: dict[str, list[float | None]] = {}
     for key, label in TASK_METRICS:
-        values = [
-            _number(v.get("accuracy") if key == "accuracy" else (v.get("performanceMetrics") or {}).get(key))
-            for v in ordered
-        ]
+        values = [_number(v.accuracy if key == "accuracy" else (v.performance_metrics or {}).get(key)) for v in ordered]
         series[label] = values
-    return {"labels": [v["version"] for v in ordered], "series": series}
+    return {"labels": [v.version for v in ordered], "series": series}
 
 
-# --- views ----------------------------------------------------------------------------------------
-
-
-def _page(request: HttpRequest, template: str, tab: str, **context: Any) -> HttpResponse:
-    return render(request, f"dashboard/{template}", {"tab": tab, **context})
-
-
-@login_required
-def models_tab(request: HttpRequest) -> HttpResponse:
-    rows = _model_rows(request.user)
-    jobs_now = selectors.training_job_list(request.user).filter(status__in=LIVE_JOB_STATUSES).count()
-    overview = {
-        "total": len(rows),
-        "active": sum(1 for r in rows if r["active_version"]),
-        "accuracy": pct(_average([r["accuracy_value"] for r in rows])),
-        "jobs_now": jobs_now,
-    }
-    return _page(request, "models.html", "models", models=rows, overview=overview)
-
-
-def _finetune_defaults(model: AIModel | None) -> dict[str, Any]:
+def finetune_defaults(model: AIModel | None) -> dict[str, Any]:
     epochs = settings.DEFAULT_TRAINING_EPOCHS
     return {
         "epochs": epochs,
@@ -232,7 +200,7 @@ def _finetune_defaults(model: AIModel | None) -> dict[str, Any]:
     }
 
 
-def _hyperparameter_fields(family_name: str) -> list[dict[str, Any]]:
+def hyperparameter_fields(family_name: str) -> list[dict[str, Any]]:
     family = FAMILIES.get(family_name)
     if family is None:
         return []
@@ -258,96 +226,8 @@ def _hyperparameter_fields(family_name: str) -> list[dict[str, Any]]:
     return fields
 
 
-@login_required
-def fine_tuning_tab(request: HttpRequest) -> HttpResponse:
-    rows = _model_rows(request.user)
-    selected = _selected(request, rows, prefer="finetune")
-    model = selectors.ai_model_get(request.user, selected["name"]) if selected else None
-    base_versions = (
-        list(
-            model.versions.filter(
-                status__in=(VersionStatus.ACTIVE, VersionStatus.READY, VersionStatus.DEPRECATED)
-            ).order_by("-created_at", "-id")
-        )
-        if model
-        else []
-    )
-    datasets = list(selectors.dataset_list(request.user))
-    latest = selectors.training_job_list(request.user).filter(model=model).first() if model else None
-    history = (
-        {
-            "jobId": latest.pk,
-            "epochs": [
-                {"epoch": e.epoch, "trainLoss": e.train_loss, "valLoss": e.val_loss} for e in latest.epochs.all()
-            ],
-        }
-        if latest
-        else None
-    )
-    return _page(
-        request,
-        "fine_tuning.html",
-        "fine-tuning",
-        models=rows,
-        selected=selected,
-        can_finetune=bool(selected and "finetune" in selected["perms"]),
-        defaults=_finetune_defaults(model),
-        hyperparameters=_hyperparameter_fields(model.family) if model else [],
-        base_versions=base_versions,
-        datasets=datasets,
-        history=history,
-    )
-
-
-@login_required
-def versions_tab(request: HttpRequest) -> HttpResponse:
-    rows = _model_rows(request.user)
-    selected = _selected(request, rows)
-    data: list[dict[str, Any]] = []
-    if selected:
-        data = ModelVersionSerializer(selectors.model_version_list(request.user, selected["name"]), many=True).data
-    can_activate = bool(selected and "activate" in selected["perms"])
-    return _page(
-        request,
-        "versions.html",
-        "versions",
-        models=rows,
-        selected=selected,
-        can_activate=can_activate,
-        versions=[_version_view(v, can_activate) for v in data],
-        chart=_chart_series(list(data)),
-    )
-
-
-def _component(label: str, state: dict[str, Any]) -> dict[str, Any]:
+def component(label: str, state: dict[str, Any]) -> dict[str, Any]:
     detail = ", ".join(f"{k}: {v}" for k, v in state.items() if k not in ("status", "latencyMs"))
     latency = _number(state.get("latencyMs"))
     return {"name": label, "status": state.get("status", "unknown"), "detail": detail,
             "latency": "—" if latency is None else f"{latency:.1f} ms"}  # fmt: skip
-
-
-@login_required
-def monitoring_tab(request: HttpRequest) -> HttpResponse:
-    rows = _model_rows(request.user)
-    health = health_report()
-    components = [
-        _component(label, health["components"].get(key, {"status": "unknown"}))
-        for key, label in (
-            ("database", "Database"),
-            ("broker", "Broker"),
-            ("workers", "Training workers"),
-            ("channelLayer", "Channel layer"),
-        )
-    ]
-    return _page(
-        request,
-        "monitoring.html",
-        "monitoring",
-        models=rows,
-        average_accuracy=pct(_average([r["accuracy_value"] for r in rows])),
-        with_active=sum(1 for r in rows if r["active_version"]),
-        jobs=_live_jobs(request.user),
-        health_status=health["status"],
-        components=components,
-        drift_enabled=settings.MODEL_DRIFT_DETECTION_ENABLED,
-    )

@@ -20,10 +20,10 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from models_mgmt import feed
 from models_mgmt.choices import TERMINAL_JOB_STATUSES
-from models_mgmt.progress import job_group, model_group, pushes_through_channel_layer
-from models_mgmt.relay import relay_for_this_loop
+from models_mgmt.realtime import feed
+from models_mgmt.realtime.events import job_group, model_group, pushes_through_channel_layer
+from models_mgmt.realtime.relay import relay_for_this_loop
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -24,13 +24,13 @@ class FineTuneView(ModelScopedView):
         model = self.get_ai_model(name)
         data = FineTuningConfigSerializer(data=request.data, context={"model": model})
         data.is_valid(raise_exception=True)
-        v = data.validated_data
+        resolved = data.validated_data["resolved"]
         job = services.training_job_start(
             actor=request.user,
             model=model,
-            config=v["config"],
-            dataset=v["dataset_obj"],
-            base_version=v["base_version"],
+            config=resolved.config,
+            dataset=resolved.dataset,
+            base_version=resolved.base_version,
         )
         return Response(
             TrainingJobSerializer(selectors.training_job_get(request.user, job.pk)).data,
@@ -56,31 +56,3 @@ class FineTuneStopView(ModelScopedView):
     def post(self, request: Request, name: str) -> Response:
         job = services.training_job_stop(actor=request.user, model=self.get_ai_model(name))
         return Response(TrainingJobSerializer(selectors.training_job_get(request.user, job.pk)).data)
-
-
-class JobListView(generics.GenericAPIView):
-    serializer_class = TrainingJobSerializer
-
-    @extend_schema(
-        summary="Training jobs of the models the caller may view, newest first",
-        responses={200: TrainingJobSerializer(many=True), **errors(404)},
-    )
-    def get(self, request: Request) -> Response:
-        queryset = selectors.training_job_list(request.user)
-        model_name = request.query_params.get("model")
-        if model_name:
-            queryset = queryset.filter(model__name=model_name)
-        job_status = request.query_params.get("status")
-        if job_status:
-            queryset = queryset.filter(status=job_status)
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(TrainingJobSerializer(page, many=True).data)
-
-
-class JobDetailView(generics.GenericAPIView):
-    @extend_schema(
-        summary="One training job with its per-epoch history",
-        responses={200: TrainingJobDetailSerializer, **errors(404)},
-    )
-    def get(self, request: Request, job_id: int) -> Response:
-        return Response(TrainingJobDetailSerializer(selectors.training_job_get(request.user, job_id)).data)

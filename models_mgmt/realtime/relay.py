@@ -23,7 +23,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from models_mgmt.progress import job_group, model_group
+from models_mgmt.models import ProgressEvent
+from models_mgmt.realtime.events import job_group, model_group
 
 logger = logging.getLogger(__name__)
 RELAY_INTERVAL_S = 0.1
@@ -32,8 +33,6 @@ LOOKBACK = timedelta(seconds=10)  # longer than any progress transaction stays o
 
 @database_sync_to_async
 def _recent_events(model_ids: list[int], since: Any) -> list[tuple[int, int, int | None, dict]]:
-    from models_mgmt.models import ProgressEvent
-
     return list(
         ProgressEvent.objects.filter(model_id__in=model_ids, created_at__gte=since)
         .order_by("id")

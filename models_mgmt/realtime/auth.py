@@ -13,6 +13,8 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
 
 def bearer_token(scope: dict[str, Any]) -> str | None:
@@ -26,9 +28,6 @@ def bearer_token(scope: dict[str, Any]) -> str | None:
 @database_sync_to_async
 def user_for_token(token: str) -> tuple[Any, int | None]:
     """(user, expiry as a unix time) for a valid access token; (AnonymousUser, None) otherwise."""
-    from rest_framework_simplejwt.authentication import JWTAuthentication
-    from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
-
     auth = JWTAuthentication()
     try:
         validated = auth.get_validated_token(token.encode())

@@ -2,8 +2,8 @@
 
 from django.urls import re_path
 
-from models_mgmt.consumers import JobFeedConsumer, ModelFeedConsumer
 from models_mgmt.models.ai_model import MODEL_NAME_PATTERN
+from models_mgmt.realtime.consumers import JobFeedConsumer, ModelFeedConsumer
 
 websocket_urlpatterns = [
     re_path(rf"^ws/model-management/models/(?P<name>{MODEL_NAME_PATTERN})/progress/?$", ModelFeedConsumer.as_asgi()),

@@ -1,0 +1,49 @@
+"""Query parameters shared by several endpoints: a date window and a look-back window."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.request import Request
+
+from models_mgmt.errors import InvalidInput
+
+
+def date_param(request: Request, key: str) -> dt.date | None:
+    raw = request.query_params.get(key)
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidInput("Invalid date.", fields={key: ["use YYYY-MM-DD"]}) from exc
+
+
+def window_params(request: Request) -> tuple[dt.date | None, dt.date | None]:
+    start, end = date_param(request, "start"), date_param(request, "end")
+    if start and end and start >= end:
+        raise InvalidInput("Invalid window.", fields={"end": ["must be after start"]})
+    return start, end
+
+
+WINDOW_PARAMS = [
+    OpenApiParameter("start", OpenApiTypes.DATE, description="first bar of the window"),
+    OpenApiParameter("end", OpenApiTypes.DATE, description="last bar of the window"),
+]
+
+
+WINDOW_UNITS = {"m": 1, "h": 60, "d": 1440}
+MAX_WINDOW_MINUTES = 366 * 1440
+
+
+def since_param(request: Request) -> dt.datetime:
+    raw = (request.query_params.get("window") or "7d").strip().lower()
+    match = re.fullmatch(r"([0-9]{1,6})([mhd])", raw)
+    minutes = int(match.group(1)) * WINDOW_UNITS[match.group(2)] if match else 0
+    if not match or not 1 <= minutes <= MAX_WINDOW_MINUTES:
+        raise InvalidInput("Invalid window.", fields={"window": ["use <n>m, <n>h or <n>d, at most 366d (e.g. 24h)"]})
+    return timezone.now() - dt.timedelta(minutes=minutes)

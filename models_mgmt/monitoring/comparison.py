@@ -1,0 +1,160 @@
+"""Versions side by side: their stored metrics (which is best), and every version re-evaluated on
+one common held-out window of bars so the numbers are comparable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+from models_mgmt import selectors
+from models_mgmt.choices import VersionStatus
+from models_mgmt.errors import NotFound
+from models_mgmt.models import AIModel, ModelVersion
+from models_mgmt.permissions import UserLike
+
+from .drift import thresholds
+from .scoring import score_on_window
+from .windows import HISTORY_DAYS, hyper, iso_day
+
+
+def _train_end(version: ModelVersion) -> dt.date | None:
+    window = (version.metadata or {}).get("trainWindow")
+    return dt.date.fromisoformat(window[1]) if window else None
+
+
+def held_out_comparison(
+    model: AIModel, versions: list[ModelVersion], *, start: dt.date | None = None, end: dt.date | None = None
+) -> dict[str, Any]:
+    """Every chosen version scored on ONE window of the model's dataset.
+
+    Default window: the bars after the latest training window among the chosen versions (plus the
+    horizon, so no training label reaches in) -- unseen by all of them. When the dataset ends too
+    soon for that, the latest validation window among them is used and each version says whether
+    its training saw those bars (`seenInTraining`).
+    """
+    limits = thresholds()
+    dataset = model.default_dataset or next((v.dataset for v in versions if v.dataset), None)
+    scored = [v for v in versions if v.artifact_path and (Path(v.artifact_path) / "model.onnx").is_file()]
+    if dataset is None or not scored or dataset.last_date is None:
+        return {"status": "unavailable", "detail": "no dataset or no version with an artifact to evaluate",
+                "window": None, "results": {}, "deltas": {}}  # fmt: skip
+    chosen_by = "request"
+    if start is None and end is None:
+        ends = [e for e in (_train_end(v) for v in scored) if e is not None]
+        horizon = max(hyper(v)[0] for v in scored)
+        start = (max(ends) + dt.timedelta(days=int(horizon * 1.6) + 2)) if ends else None
+        chosen_by = "after the latest training window"
+        labelled = dataset.bars.filter(date__gte=start).count() - horizon if start else 0
+        if start is None or labelled < limits.min_samples:
+            validation = [(v.metadata or {}).get("validationWindow") for v in scored]
+            validation = [w for w in validation if w]
+            if not validation:
+                return {"status": "unavailable", "detail": "the versions record no training or validation window",
+                        "window": None, "results": {}, "deltas": {}}  # fmt: skip
+            latest = max(validation, key=lambda w: w[1])
+            start, end = dt.date.fromisoformat(latest[0]), dt.date.fromisoformat(latest[1])
+            chosen_by = "the latest validation window (no unseen bars after the training windows)"
+    if start is None:  # only `end` requested: the window runs from the dataset's first bar
+        start = dataset.first_date or end
+    end = end or dataset.last_date
+    frame = selectors.dataset_bars_frame(
+        dataset, start=start - dt.timedelta(days=HISTORY_DAYS), end=end + dt.timedelta(days=120)
+    )
+    results: dict[str, Any] = {}
+    for version in scored:
+        score = score_on_window(version, frame, start, end)
+        if score is None:
+            continue
+        train_end = _train_end(version)
+        results[version.version] = {**score, "seenInTraining": bool(train_end and train_end >= start)}
+    reference = next((v.version for v in versions if v.status == VersionStatus.ACTIVE and v.version in results), None)
+    reference = reference or next((v.version for v in versions if v.version in results), None)
+    deltas: dict[str, Any] = {}
+    if reference:
+        base = results[reference]
+        for name, result in results.items():
+            row = {k: _delta(v, base["performanceMetrics"].get(k)) for k, v in result["performanceMetrics"].items()}
+            for key in ("cumulativeReturn", "sharpe", "maxDrawdown", "hitRate"):
+                row[f"backtest.{key}"] = _delta(result["backtest"].get(key), base["backtest"].get(key))
+            deltas[name] = row
+    first = next(iter(results.values()), None)
+    return {
+        "status": "computed" if results else "unavailable",
+        "window": {
+            "dataset": dataset.name,
+            "start": first["start"] if first else iso_day(start),
+            "end": first["end"] if first else iso_day(end),
+            "samples": first["samples"] if first else 0,
+            "chosenBy": chosen_by,
+        },
+        "reference": reference,
+        "results": results,
+        "deltas": deltas,
+        "detail": "every version scored on the same bars; deltas are against the reference version",
+    }
+
+
+def _delta(value: Any, base: Any) -> float | None:
+    if not isinstance(value, (int, float)) or not isinstance(base, (int, float)):
+        return None
+    result = float(value) - float(base)
+    return round(result, 6) if math.isfinite(result) else None
+
+
+# Metrics a comparison lines up, and whether a higher value is better.
+COMPARED_METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("accuracy", "accuracy", True),
+    ("responseTime", "response_time_ms", False),
+    ("patternRecognition", "performance_metrics.patternRecognition", True),
+    ("signalAccuracy", "performance_metrics.signalAccuracy", True),
+    ("riskAssessment", "performance_metrics.riskAssessment", True),
+    ("overallScore", "performance_metrics.overallScore", True),
+    ("backtestSharpe", "backtest.sharpe", True),
+    ("backtestReturn", "backtest.cumulativeReturn", True),
+    ("backtestMaxDrawdown", "backtest.maxDrawdown", False),
+    ("validationLoss", "metadata.loss", False),
+)
+MAX_COMPARED_VERSIONS = 20
+
+
+def _metric_value(version: ModelVersion, path: str) -> float | None:
+    head, _, key = path.partition(".")
+    value = getattr(version, head)
+    if key:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def model_version_comparison(
+    user: UserLike,
+    model_name: str,
+    versions: list[str] | None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> dict[str, Any]:
+    """Versions side by side: each stored metric's value per version and which version is best,
+    and (`heldOut`) every version re-evaluated on one common held-out window.
+
+    Without a list, the most recent MAX_COMPARED_VERSIONS versions are compared.
+    """
+    queryset = selectors.model_version_list(user, model_name)
+    if versions:
+        chosen = list(queryset.filter(version__in=versions))
+        missing = sorted(set(versions) - {v.version for v in chosen})
+        if missing:
+            raise NotFound(f"Model '{model_name}' has no version(s): {', '.join(missing)}.")
+    else:
+        chosen = list(queryset[:MAX_COMPARED_VERSIONS])
+    rows = []
+    for label, path, higher_is_better in COMPARED_METRICS:
+        values = {v.version: _metric_value(v, path) for v in chosen}
+        present = {k: x for k, x in values.items() if x is not None}
+        best = None
+        if len(present) >= 2 and len(set(present.values())) > 1:
+            best = (max if higher_is_better else min)(present, key=present.__getitem__)
+        rows.append({"metric": label, "higherIsBetter": higher_is_better, "values": values, "best": best})
+    model = selectors.ai_model_get(user, model_name)
+    held_out = held_out_comparison(model, chosen, start=start, end=end)
+    return {"modelName": model_name, "versions": chosen, "metrics": rows, "heldOut": held_out}

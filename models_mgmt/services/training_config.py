@@ -1,0 +1,147 @@
+"""Resolve a partial FineTuningConfig into a complete one: defaults filled in, every field checked
+against its bounds and the model's data, the dataset and base version looked up.
+
+The API serializer (after parsing JSON types) and the `finetune` command (after parsing its
+options) both call `training_config_resolve`, so a config means the same thing from either edge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from models_mgmt import selectors
+from models_mgmt.choices import ActivationPolicy, VersionStatus
+from models_mgmt.engine.config import FineTuningConfig
+from models_mgmt.engine.families import FAMILIES
+from models_mgmt.errors import InvalidInput
+from models_mgmt.models import AIModel, Dataset, ModelVersion
+
+FIELDS = frozenset(
+    {
+        "modelName", "baseModel", "dataset", "trainingDataSize", "startDate", "endDate", "epochs", "learningRate",
+        "batchSize", "validationSplit", "earlyStoppingPatience", "activationPolicy", "hyperparameters",
+    }
+)  # fmt: skip
+# wire name -> (type, lowest, highest, whether the lowest is excluded)
+BOUNDS: dict[str, tuple[type, float, float | None, bool]] = {
+    "epochs": (int, 1, 10000, False),
+    "learningRate": (float, 0, 1, True),
+    "batchSize": (int, 1, 65536, False),
+    "validationSplit": (float, 0, 0.5, True),
+    "earlyStoppingPatience": (int, 0, None, False),
+    "trainingDataSize": (int, 1, None, False),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedTraining:
+    config: FineTuningConfig
+    dataset: Dataset
+    base_version: ModelVersion | None
+
+
+def _bound_error(name: str, value: Any) -> str | None:
+    kind, low, high, open_low = BOUNDS[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
+        return f"must be {'an integer' if kind is int else 'a number'}"
+    if (value <= low if open_low else value < low) or (high is not None and value > high):
+        lowest = f"greater than {low}" if open_low else f"at least {low}"
+        return f"must be {lowest}" + (f" and at most {high}" if high is not None else "")
+    return None
+
+
+def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> ResolvedTraining:
+    """A complete config from the given fields (wire names, typed values; dates as `date`).
+
+    Raises InvalidInput naming every offending field at once.
+    """
+    errors: dict[str, Any] = {}
+    unknown = sorted(set(fields) - FIELDS)
+    for key in unknown:
+        errors[key] = ["unknown field"]
+    for key in BOUNDS:
+        if fields.get(key) is not None:
+            message = _bound_error(key, fields[key])
+            if message:
+                errors[key] = [message]
+    if "modelName" in fields and fields["modelName"] != model.name:
+        errors["modelName"] = [f"does not match the model in the URL ('{model.name}')"]
+    policy = fields.get("activationPolicy", ActivationPolicy.MANUAL)
+    if policy not in ActivationPolicy.values:
+        errors["activationPolicy"] = [f"choose one of: {', '.join(ActivationPolicy.values)}"]
+
+    epochs = fields.get("epochs", settings.DEFAULT_TRAINING_EPOCHS)
+    patience = fields.get("earlyStoppingPatience", min(settings.DEFAULT_EARLY_STOPPING_PATIENCE, epochs))
+    if "epochs" not in errors and "earlyStoppingPatience" not in errors and patience > epochs:
+        errors["earlyStoppingPatience"] = [f"must be between 0 and epochs ({epochs})"]
+
+    dataset_name = fields.get("dataset") or (
+        model.default_dataset.name if model.default_dataset else settings.DEFAULT_DATASET
+    )
+    dataset = Dataset.objects.filter(name=dataset_name).first()
+    if dataset is None:
+        errors["dataset"] = [f"unknown dataset '{dataset_name}'"]
+    size = fields.get("trainingDataSize")
+    start: dt.date | None = fields.get("startDate")
+    end: dt.date | None = fields.get("endDate")
+    window_bars = 0
+    if start and end and start >= end:
+        errors["endDate"] = ["must be after startDate"]
+    elif dataset is not None:
+        window_bars = (
+            selectors.dataset_bars(dataset, start=start, end=end).count() if (start or end) else dataset.bar_count
+        )
+        if window_bars == 0:
+            errors["startDate" if start else "endDate"] = [
+                f"dataset '{dataset.name}' has no bars in this window "
+                f"({dataset.first_date} to {dataset.last_date} available)"
+            ]
+        elif size is not None and "trainingDataSize" not in errors and size > window_bars:
+            errors["trainingDataSize"] = [
+                f"dataset '{dataset.name}' holds {window_bars} bars in the window; ask for at most that"
+            ]
+
+    base_version = None
+    base_name = fields.get("baseModel")
+    if base_name:
+        base_version = model.versions.filter(version=base_name).first()
+        if base_version is None:
+            errors["baseModel"] = [f"model '{model.name}' has no version '{base_name}'"]
+        elif base_version.status in (VersionStatus.TRAINING, VersionStatus.FAILED):
+            errors["baseModel"] = [f"version '{base_name}' is {base_version.status}; it has no weights to start from"]
+    else:
+        base_version = selectors.active_version_of(model)
+
+    family = FAMILIES[model.family]
+    hyper = fields.get("hyperparameters") or {}
+    if not isinstance(hyper, dict):
+        errors["hyperparameters"] = ["must be an object"]
+    else:
+        hyper_errors = family.check(hyper)
+        if hyper_errors:
+            errors["hyperparameters"] = hyper_errors
+    if errors:
+        raise InvalidInput("Invalid FineTuningConfig.", fields=errors)
+
+    assert dataset is not None
+    config = FineTuningConfig(
+        model_name=model.name,
+        dataset=dataset.name,
+        epochs=epochs,
+        learning_rate=fields.get("learningRate", settings.DEFAULT_LEARNING_RATE),
+        batch_size=fields.get("batchSize", settings.DEFAULT_BATCH_SIZE),
+        validation_split=fields.get("validationSplit", settings.DEFAULT_VALIDATION_SPLIT),
+        early_stopping_patience=patience,
+        training_data_size=size if size is not None else window_bars,
+        base_model=base_version.version if base_version else None,
+        activation_policy=policy,
+        hyperparameters={**family.defaults(), **hyper},
+        start_date=start.isoformat() if start else None,
+        end_date=end.isoformat() if end else None,
+    )
+    return ResolvedTraining(config=config, dataset=dataset, base_version=base_version)

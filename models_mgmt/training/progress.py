@@ -1,0 +1,129 @@
+"""The worker side of a running job: receives the engine's reports and emits them on a clock.
+
+While a job runs, `JobProgress` emits a `job.progress` event every `EMIT_INTERVAL_S` from a
+background thread (whether or not the loss changed), which also writes the job row's progress
+and heartbeat and notices stop requests; the engine's callbacks only update what it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from models_mgmt.choices import JobStatus
+from models_mgmt.engine.reporting import EpochReport, ProgressReport
+from models_mgmt.models import TrainingJob
+from models_mgmt.realtime.events import publish_job_event
+from models_mgmt.services.training_jobs import training_epochs_save
+
+logger = logging.getLogger(__name__)
+EMIT_INTERVAL_S = 0.4  # at least one event per 0.5 s, at most 2.5 per second per job
+MIN_EMIT_GAP_S = 0.25  # the final event waits this long after the previous one: never over 4/s
+
+
+@dataclass
+class JobProgress:
+    """The worker side of one run: receives the engine's reports, emits events on a clock."""
+
+    job_id: int
+    interval_s: float = EMIT_INTERVAL_S
+    worker: str = ""  # host:pid that claimed the job; a row owned by someone else is not ours to write
+    stop: threading.Event = field(default_factory=threading.Event)
+    shutdown: threading.Event = field(default_factory=threading.Event)
+    taken_over: threading.Event = field(default_factory=threading.Event)
+    _latest: ProgressReport | None = None
+    _last_epoch: EpochReport | None = None
+    _finished: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending_epochs: list[EpochReport] = field(default_factory=list)
+    _thread: threading.Thread | None = None
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set() or self.shutdown.is_set() or self.taken_over.is_set()
+
+    def on_progress(self, report: ProgressReport) -> None:
+        self._latest = report
+
+    def on_epoch(self, report: EpochReport) -> None:
+        """Noted only: the emitter thread writes the row, so the training loop never waits on the DB."""
+        with self._lock:
+            self._last_epoch = report
+            self._pending_epochs.append(report)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"job-{self.job_id}-progress", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop emitting; a last progress event is written so the feed shows the final numbers."""
+        self._finished.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            last = time.monotonic()
+            while not self._finished.wait(self.interval_s):
+                try:
+                    self.emit()
+                except Exception:
+                    logger.exception("progress event of job %s failed", self.job_id)
+                    close_old_connections()
+                last = time.monotonic()
+            time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - last)))
+            try:
+                self.emit()
+            except Exception:  # the database may be down; the job's outcome is recorded elsewhere
+                logger.exception("final progress event of job %s failed", self.job_id)
+        finally:
+            connection.close()
+
+    def live(self) -> dict[str, Any]:
+        report, epoch = self._latest, self._last_epoch
+        return {
+            "loss": round(float(report.loss), 6) if report is not None else None,
+            "valLoss": round(float(report.val_loss), 6) if report is not None and report.val_loss is not None else None,
+            "metrics": dict(report.metrics) if report is not None else {},
+            "eta": round(float(report.eta_s), 1) if report is not None and report.eta_s is not None else None,
+            "lastEpoch": (
+                {
+                    "epoch": epoch.epoch,
+                    "trainLoss": epoch.train_loss,
+                    "valLoss": epoch.val_loss,
+                    "metrics": epoch.metrics,
+                }
+                if epoch is not None
+                else None
+            ),
+        }
+
+    def emit(self) -> None:
+        """Write the snapshot and heartbeat, publish it, and notice a stop request."""
+        report = self._latest
+        with self._lock:
+            epochs, self._pending_epochs = self._pending_epochs, []
+        if epochs:
+            training_epochs_save(self.job_id, [vars(e) for e in epochs])
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update().select_related("model").filter(pk=self.job_id).first()
+            if job is None or job.status not in (JobStatus.RUNNING, JobStatus.STOPPING):
+                return
+            if self.worker and job.worker != self.worker:
+                self.taken_over.set()  # reaped while this worker was stuck: stop and write nothing more
+                return
+            if job.status == JobStatus.STOPPING:
+                self.stop.set()
+            if report is not None:
+                job.progress = min(max(float(report.progress), 0.0), 100.0)
+                job.epoch = report.epoch
+                job.step = report.step
+            job.heartbeat_at = timezone.now()
+            job.save(update_fields=["progress", "epoch", "step", "heartbeat_at"])
+            publish_job_event(job, "job.progress", self.live())

@@ -1,0 +1,80 @@
+"""The reaper: finds jobs whose worker is gone and resumes, stops or fails them; hands over jobs
+the broker never accepted. Runs when a worker starts and on a schedule."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from models_mgmt.choices import JobStatus
+from models_mgmt.models import TrainingJob
+from models_mgmt.services.training_jobs import training_job_enqueue, training_job_finish, training_job_requeue
+
+
+def _worker_alive(worker: str) -> bool | None:
+    """True/False for a worker on this host; None when it ran elsewhere (only the heartbeat tells)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed worker whose parent died too stays a zombie until init reaps it: that is gone
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def training_jobs_reap() -> list[tuple[int, str]]:
+    """Find running/stopping jobs whose worker is gone; resume them, stop them, or fail them.
+
+    A worker is gone when its process no longer exists on this host, or when its heartbeat is
+    older than TRAINING_HEARTBEAT_TIMEOUT_S. Queued jobs that the broker never accepted (it was
+    down when they were started) are handed over again. Returns (job id, what was done) pairs.
+    """
+    stale_before = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_S)
+    done: list[tuple[int, str]] = []
+    never_enqueued = TrainingJob.objects.filter(
+        status=JobStatus.QUEUED, enqueued_at__isnull=True, created_at__lt=timezone.now() - timedelta(seconds=30)
+    ).values_list("pk", flat=True)
+    for job_id in list(never_enqueued):
+        if training_job_enqueue(job_id):
+            done.append((job_id, "enqueued"))
+    candidates = TrainingJob.objects.filter(status__in=(JobStatus.RUNNING, JobStatus.STOPPING)).values_list(
+        "pk", "worker", "heartbeat_at"
+    )
+    for job_id, worker, heartbeat in list(candidates):
+        alive = _worker_alive(worker)
+        if alive is not False and heartbeat and heartbeat >= stale_before:
+            continue  # a live worker keeps its heartbeat fresh; a stale one is stuck (or elsewhere and gone)
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+            if job is None or job.worker != worker or job.status not in (JobStatus.RUNNING, JobStatus.STOPPING):
+                continue  # moved on since we looked
+        if job.status == JobStatus.STOPPING:
+            training_job_finish(job_id, JobStatus.STOPPED, error="worker lost while stopping; checkpoint kept")
+            done.append((job_id, "stopped"))
+        elif job.attempts < settings.TRAINING_MAX_ATTEMPTS:
+            training_job_requeue(
+                job_id=job_id, reason=f"worker {worker or '?'} lost; resuming from the last checkpoint"
+            )
+            done.append((job_id, "requeued"))
+        else:
+            training_job_finish(
+                job_id,
+                JobStatus.FAILED,
+                error_code="worker_lost",
+                error=f"the worker running this job was lost {job.attempts} time(s); giving up",
+            )
+            done.append((job_id, "failed"))
+    return done

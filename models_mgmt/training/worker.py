@@ -1,0 +1,198 @@
+"""What a training worker does with a job: claim it, train, and record exactly one outcome.
+
+`training_job_execute` is the one wrapper around a run (netbox's JobRunner.handle): every path ends
+the job in a terminal state, or back in `queued` when the worker itself is going away. The state
+changes are services (claim, finish, requeue, version registration); this module runs the engine
+between them. Crashes that kill the process are handled by `reaper.training_jobs_reap`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+from models_mgmt import selectors
+from models_mgmt.artifacts import job_work_dir
+from models_mgmt.choices import ActivationPolicy, JobStatus, VersionStatus
+from models_mgmt.engine.config import FineTuningConfig
+from models_mgmt.engine.spec import TrainingSpec
+from models_mgmt.engine.training import run_training
+from models_mgmt.models import ModelVersion, TrainingJob
+from models_mgmt.services.training_jobs import training_job_claim, training_job_finish, training_job_requeue
+from models_mgmt.services.versions import model_version_register
+
+from .progress import JobProgress
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WorkerShutdown(Exception):
+    """The worker process was asked to exit (SIGTERM) while training."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    version: str | None = None
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def code_revision() -> str:
+    revision = os.environ.get("CODE_REVISION")
+    if revision:
+        return revision
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _score_active_on_window(job: TrainingJob, spec: Any, bars: Any) -> dict[str, Any] | None:
+    """The active version's overallScore on this run's validation window (None: no active version)."""
+    from models_mgmt.engine.scoring import score_artifact_on_window  # heavy: loads torch
+
+    active = ModelVersion.objects.filter(model=job.model, status=VersionStatus.ACTIVE).first()
+    if active is None or not Path(active.artifact_path).is_dir():
+        return None
+    metrics = score_artifact_on_window(active.artifact_path, spec, bars)
+    return {"version": active.version, "performanceMetrics": metrics}
+
+
+def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
+    """Run one job to exactly one outcome. Safe to call for any job id: it only runs queued jobs."""
+    job = training_job_claim(job_id=job_id)
+    if job is None:
+        return Outcome("skipped")
+    progress = progress or JobProgress(job_id=job_id)
+    progress.worker = job.worker
+    progress.start()
+    try:
+        return _run_claimed(job, progress)
+    finally:
+        progress.close()
+
+
+def _train(job: TrainingJob, config: FineTuningConfig, progress: Any) -> tuple[Any, Any, Any]:
+    spec = TrainingSpec.from_config(config, family=job.model.family)
+    init_weights = None
+    if job.base_version is not None:
+        base_dir = Path(job.base_version.artifact_path)
+        if not base_dir.is_dir():
+            raise FileNotFoundError(f"the artifact of base version {job.base_version.version} is missing at {base_dir}")
+        init_weights = base_dir
+    bars = selectors.dataset_bars_frame(
+        job.dataset,
+        start=_date(config.start_date),
+        end=_date(config.end_date),
+    )
+    checkpoint = job_work_dir(job) / "checkpoint.pt"
+    result = run_training(
+        spec,
+        data=bars,
+        work_dir=job_work_dir(job),
+        init_weights=init_weights,
+        resume_from=checkpoint if checkpoint.exists() else None,
+        on_progress=progress.on_progress,
+        on_epoch=progress.on_epoch,
+        should_stop=progress.should_stop,
+    )
+    return spec, bars, result
+
+
+def _failure(exc: Exception) -> tuple[str, str]:
+    """(errorCode, reason) a user can act on."""
+    if isinstance(exc, FileNotFoundError):
+        return "artifact_missing", str(exc)
+    if isinstance(exc, ValueError):
+        return "invalid_data", f"the data or config cannot be trained: {exc}"
+    return "training_error", f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _with_db_retry(action: Any, what: str) -> Any:
+    """Run a short database write, waiting out a brief outage (about 30 s) before giving up."""
+    delays = (1, 2, 4, 8, 15)
+    for attempt, delay in enumerate((*delays, None)):
+        try:
+            return action()
+        except (OperationalError, InterfaceError):
+            if delay is None:
+                raise
+            logger.warning("database unavailable while %s (attempt %s); retrying in %s s", what, attempt + 1, delay)
+            close_old_connections()
+            time.sleep(delay)
+    return None
+
+
+def _run_claimed(job: TrainingJob, progress: Any) -> Outcome:
+    job_id = job.pk
+    worker = job.worker
+    config = FineTuningConfig.from_wire(job.config)
+    try:
+        spec, bars, result = _train(job, config, progress)
+    except Exception as exc:
+        if not isinstance(exc, ValueError | FileNotFoundError):
+            logger.exception("training job %s failed", job_id)
+        progress.close()  # the last progress event goes out before the terminal status
+        code, reason = _failure(exc)
+        _with_db_retry(
+            lambda: training_job_finish(job_id, JobStatus.FAILED, worker, error_code=code, error=reason), "failing"
+        )
+        return Outcome(JobStatus.FAILED)
+    progress.close()
+    if progress.taken_over.is_set():
+        return Outcome("abandoned")  # the reaper gave the job to another worker
+    if result.status == "succeeded" and config.activation_policy == ActivationPolicy.IF_BETTER:
+        rival = _score_active_on_window(job, spec, bars)
+    else:
+        rival = None
+    if result.status == "stopped":
+        if progress.shutdown.is_set() and not progress.stop.is_set():
+            reason = "worker shut down; resuming from the last checkpoint"
+            _with_db_retry(
+                lambda: training_job_requeue(job_id=job_id, reason=reason, attempt_failed=False), "requeueing"
+            )
+            return Outcome(JobStatus.QUEUED)
+        _with_db_retry(lambda: training_job_finish(job_id, JobStatus.STOPPED, worker), "stopping")
+        return Outcome(JobStatus.STOPPED)
+    try:
+        version = _with_db_retry(
+            lambda: model_version_register(
+                job_id=job_id, result=result, config=config, rival=rival, worker=worker, code_revision=code_revision()
+            ),
+            "registering the version",
+        )
+    except Exception as exc:
+        logger.exception("registering the version of job %s failed", job_id)
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        _with_db_retry(
+            lambda: training_job_finish(
+                job_id, JobStatus.FAILED, worker, error_code="registration_error", error=reason
+            ),
+            "failing",
+        )
+        return Outcome(JobStatus.FAILED)
+    if version is None:
+        return Outcome("abandoned")
+    shutil.rmtree(job_work_dir(job) / "artifact", ignore_errors=True)
+    return Outcome(JobStatus.SUCCEEDED, version.version)
