@@ -16,8 +16,7 @@ class ModelsMgmtConfig(AppConfig):
 
 def _reap_on_worker_start(sender: object, proc_name: str, **kwargs: object) -> None:
     """A worker that starts (or replaces a killed one) first looks for jobs whose worker is gone."""
-
-    from models_mgmt.training.reaper import training_jobs_reap
+    from models_mgmt.training.reaper import training_jobs_reap  # apps.py loads before models: import on use
 
     try:
         for job_id, action in training_jobs_reap():

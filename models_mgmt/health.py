@@ -5,8 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count, Max
+from django_q.brokers import get_broker
+from django_q.status import Stat
+
+from models_mgmt.choices import JobStatus
+from models_mgmt.models import TrainingJob
 
 
 def _check(fn: Any) -> dict[str, Any]:
@@ -27,8 +34,6 @@ def _database() -> dict[str, Any]:
 
 
 def _broker() -> dict[str, Any]:
-    from django_q.brokers import get_broker
-
     broker = get_broker()
     if not broker.ping():
         return {"ok": False, "kind": type(broker).__name__}
@@ -36,8 +41,6 @@ def _broker() -> dict[str, Any]:
 
 
 def _workers() -> dict[str, Any]:
-    from django_q.status import Stat
-
     clusters = [s for s in Stat.get_all() if s.status not in ("Stopped",)]
     workers = sum(len(s.workers) for s in clusters)
     return {"ok": bool(clusters), "clusters": len(clusters), "workers": workers}
@@ -45,11 +48,6 @@ def _workers() -> dict[str, Any]:
 
 def _jobs() -> dict[str, Any]:
     """Pending training work and the last heartbeat any training worker wrote."""
-    from django.db.models import Count, Max
-
-    from models_mgmt.choices import JobStatus
-    from models_mgmt.models import TrainingJob
-
     counts = dict(
         TrainingJob.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.STOPPING])
         .values_list("status")
@@ -64,8 +62,6 @@ def _jobs() -> dict[str, Any]:
 
 
 def _channel_layer() -> dict[str, Any]:
-    from channels.layers import get_channel_layer
-
     layer = get_channel_layer()
     return {"ok": layer is not None, "backend": type(layer).__name__ if layer else None}
 

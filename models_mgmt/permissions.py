@@ -7,8 +7,7 @@ the global permissions of the role groups.
 
 from __future__ import annotations
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from guardian.core import ObjectPermissionChecker
 
 from models_mgmt.choices import ROLE_OBJECT_PERMS, Role
@@ -16,35 +15,43 @@ from models_mgmt.errors import Forbidden
 from models_mgmt.models import AIModel
 
 APP = "models_mgmt"
-UserLike = AbstractBaseUser | AnonymousUser
+# Who a request or command acts as (the project uses Django's default user model).
+UserLike = User | AnonymousUser
 
 
-def _active(user: UserLike | None) -> bool:
-    return bool(user is not None and getattr(user, "is_authenticated", False) and getattr(user, "is_active", False))
+def _signed_in(user: UserLike | None) -> User | None:
+    """The user when signed in and active, else None."""
+    if user is None or isinstance(user, AnonymousUser) or not user.is_active:
+        return None
+    return user
 
 
 def has_model_perm(user: UserLike | None, model: AIModel, codename: str) -> bool:
     """True when the user holds `codename` on this model, directly, through a group, or as superuser."""
-    if not _active(user):
-        return False
-    assert user is not None
-    return user.has_perm(f"{APP}.{codename}", model)
+    signed_in = _signed_in(user)
+    return signed_in is not None and signed_in.has_perm(f"{APP}.{codename}", model)
 
 
 def has_global_perm(user: UserLike | None, codename: str) -> bool:
     """A role-wide permission such as `add_aimodel` or `change_dataset`."""
-    return _active(user) and user is not None and user.has_perm(f"{APP}.{codename}")
+    signed_in = _signed_in(user)
+    return signed_in is not None and signed_in.has_perm(f"{APP}.{codename}")
 
 
-def require_model_perm(user: UserLike | None, model: AIModel, codename: str, action: str) -> None:
+def require_model_perm(user: UserLike | None, model: AIModel, codename: str, action: str) -> User:
     """The guard of every model-scoped state change: Forbidden unless the user holds `codename`."""
-    if not has_model_perm(user, model, codename):
+    signed_in = _signed_in(user)
+    if signed_in is None or not signed_in.has_perm(f"{APP}.{codename}", model):
         raise Forbidden(f"You may not {action} on AI model '{model.name}'.")
+    return signed_in
 
 
-def require_global_perm(user: UserLike | None, codename: str, message: str) -> None:
-    if not has_global_perm(user, codename):
+def require_global_perm(user: UserLike | None, codename: str, message: str) -> User:
+    """The guard of a role-wide change; returns the signed-in user it let through."""
+    signed_in = _signed_in(user)
+    if signed_in is None or not signed_in.has_perm(f"{APP}.{codename}"):
         raise Forbidden(message)
+    return signed_in
 
 
 def model_perms_of(user: UserLike | None, model: AIModel) -> list[str]:
@@ -53,10 +60,10 @@ def model_perms_of(user: UserLike | None, model: AIModel) -> list[str]:
     One guardian checker answers all four (2 queries) instead of one `has_perm` each.
     """
     managed = ROLE_OBJECT_PERMS[Role.MAINTAINER]
-    if not _active(user):
+    signed_in = _signed_in(user)
+    if signed_in is None:
         return []
-    assert user is not None
-    if getattr(user, "is_superuser", False):
+    if signed_in.is_superuser:
         return list(managed)
-    held = set(ObjectPermissionChecker(user).get_perms(model))
+    held = set(ObjectPermissionChecker(signed_in).get_perms(model))
     return [c for c in managed if c in held]

@@ -22,7 +22,9 @@ class ErrorSerializer(serializers.Serializer):
 
     detail = serializers.CharField()
     code = serializers.CharField()
-    fields = serializers.DictField(required=False, help_text="Per-field reasons (400 only).")
+    fields = serializers.DictField(  # type: ignore[assignment]  # the wire name clashes with Serializer.fields
+        required=False, help_text="Per-field reasons (400 only)."
+    )
 
 
 def _first_code(codes: Any) -> str:

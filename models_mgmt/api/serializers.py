@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 from django.conf import settings
@@ -38,7 +39,7 @@ class StrictSerializer(serializers.Serializer):
 
 class AIModelSerializer(serializers.ModelSerializer):
     baseModel = serializers.CharField(source="base_model")
-    defaultDataset = serializers.SlugRelatedField(
+    defaultDataset: serializers.SlugRelatedField = serializers.SlugRelatedField(
         source="default_dataset", slug_field="name", read_only=True, allow_null=True
     )
     owner = serializers.CharField(source="owner.username")
@@ -310,7 +311,7 @@ class DatasetDetailSerializer(DatasetSerializer):
     def get_recentBars(self, obj: Dataset) -> list[dict[str, Any]]:
         """The last 10 bars, newest last."""
         bars = list(obj.bars.order_by("-date")[:10])[::-1]
-        return BarSerializer(bars, many=True).data
+        return list(BarSerializer(bars, many=True).data)
 
 
 # --- Audit -------------------------------------------------------------------------------------
@@ -376,8 +377,8 @@ class BarInputSerializer(StrictSerializer):
 def _check_bar_dates(bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
     dates = [b["date"] for b in bars]
     if len(set(dates)) != len(dates):
-        seen: set[Any] = set()
-        twice = sorted({d.isoformat() for d in dates if d in seen or seen.add(d)})
+        counts = Counter(dates)
+        twice = sorted(d.isoformat() for d, n in counts.items() if n > 1)
         raise serializers.ValidationError(f"duplicate date(s): {', '.join(twice[:20])}")
     if dates != sorted(dates):
         raise serializers.ValidationError("bars must be in ascending date order")

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import threading
 import zlib
+from typing import TYPE_CHECKING
 
 from rest_framework import throttling
+
+if TYPE_CHECKING:  # DRF imports this module while rest_framework.views is still loading
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 _LOCKS = [threading.Lock() for _ in range(64)]  # striped: bounded memory, rare contention
 
 
-class AtomicThrottleMixin:
-    def allow_request(self, request, view) -> bool:
+class AtomicThrottleMixin(throttling.SimpleRateThrottle):
+    def allow_request(self, request: Request, view: APIView) -> bool:
         user = getattr(request, "user", None)
         who = f"user:{user.pk}" if user is not None and user.is_authenticated else f"ip:{self.get_ident(request)}"
         lock = _LOCKS[zlib.crc32(f"{type(self).__name__}:{who}".encode()) % len(_LOCKS)]

@@ -90,7 +90,7 @@ def export_onnx(model: MultiTaskNet, normalization: Normalization, path: Path) -
 
 
 def onnx_session(path: str | Path) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: loaded when a version is first served
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # a single sample gains nothing from threads
@@ -101,7 +101,7 @@ def onnx_session(path: str | Path) -> Any:
 def measure_response_time_ms(onnx_path: str | Path, input_size: int) -> float:
     """Median wall time, in milliseconds, of one single-sample onnxruntime inference
     (`LATENCY_RUNS` runs after `LATENCY_WARMUP_RUNS` warm-up runs)."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     session = onnx_session(onnx_path)
     sample = {"features": np.zeros((1, input_size), dtype=np.float32)}
@@ -124,8 +124,8 @@ def write_artifact(
     training: dict[str, Any],
 ) -> ArtifactInfo:
     """Write the version's directory at `destination` (replacing any previous one)."""
-    import numpy as np
-    from safetensors.torch import save_file
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
+    from safetensors.torch import save_file  # heavy: pulls torch
 
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ def verify_artifact(directory: str | Path) -> bool:
 
 def load_weights(source: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of an artifact directory or of a `.safetensors` file."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # heavy: pulls torch
 
     path = Path(source)
     return load_file(str(path / WEIGHTS if path.is_dir() else path))

@@ -6,12 +6,13 @@ sorted by date.
 
 from __future__ import annotations
 
+import importlib
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
 COLUMNS = ("date", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -60,7 +61,7 @@ class BarsError(ValueError):
 
 def _parse_dates(cells: pd.Series) -> pd.Series:
     """Dates as naive timestamps; a cell that is no date becomes NaT (reported by the caller)."""
-    import pandas as pd
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
     try:
         parsed = pd.to_datetime(cells, errors="coerce", format="mixed")
@@ -78,8 +79,6 @@ def _parse_dates(cells: pd.Series) -> pd.Series:
 
 
 def load_builtin(name: str) -> pd.DataFrame:
-    import importlib
-
     spec = BUILTIN_DATASETS[name]
     raw = importlib.import_module(spec.module).load()
     frame = raw.rename(columns=str.lower)[list(COLUMNS[1:])].astype(float)
@@ -90,7 +89,7 @@ def load_builtin(name: str) -> pd.DataFrame:
 
 def parse_csv(data: bytes, *, max_bytes: int) -> pd.DataFrame:
     """Parse and validate an OHLCV CSV. Raises BarsError naming every offending row and column."""
-    import pandas as pd
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
     if len(data) > max_bytes:
         raise BarsError(f"file is {len(data)} bytes; the limit is {max_bytes} bytes")

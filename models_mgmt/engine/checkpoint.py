@@ -18,7 +18,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write `state` to a temporary file beside `path`, then rename it over `path`."""
-    import torch
+    import torch  # heavy: only the training worker loads torch
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +37,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint; `weights_only` refuses pickled code, so a tampered file cannot run any."""
-    import torch
+    import torch  # heavy: only the training worker loads torch
 
     return torch.load(Path(path), map_location="cpu", weights_only=True)
 

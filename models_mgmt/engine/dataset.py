@@ -23,8 +23,8 @@ from .features import FEATURE_NAMES, compute_features
 from .labels import TASKS, compute_labels
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
 MIN_TRAIN_SAMPLES = 16
 
@@ -46,7 +46,7 @@ class Normalization:
         return cls(tuple(feature_names), tuple(float(m) for m in mean), tuple(std))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        import numpy as np
+        import numpy as np  # heavy: loaded on first use, not when the module is imported
 
         return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
 
@@ -97,7 +97,7 @@ def build_split(
     training_data_size: int | None = None,
 ) -> SampleSplit:
     """Features, labels and the embargoed chronological split of `bars` (sorted by date)."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     if not 0.0 < validation_split < 1.0:
         raise ValueError("validation_split must be between 0 and 1 (exclusive)")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 HISTOGRAM_BINS = 10
@@ -20,7 +20,7 @@ HISTOGRAM_BINS = 10
 
 def summarize_column(values: np.ndarray) -> dict[str, Any]:
     """Moments, quantiles and a decile histogram (edges + counts) of one column."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     values = values[np.isfinite(values)].astype(np.float64)
     edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)))

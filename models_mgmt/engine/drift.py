@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
 PSI_EPSILON = 1e-4  # an empty bin counts as this share, so PSI stays finite
 
@@ -77,7 +77,7 @@ class Verdict:
 
 
 def _finite(values: Any) -> np.ndarray:
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     array = np.asarray(values, dtype=np.float64).ravel()
     return array[np.isfinite(array)]
@@ -85,19 +85,19 @@ def _finite(values: Any) -> np.ndarray:
 
 def decile_edges(reference: Any, bins: int = 10) -> np.ndarray:
     """Inner bin edges from the reference's quantiles (the outer bins reach to -inf and +inf)."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     values = _finite(reference)
     edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
     return edges
 
 
-def psi_from_histogram(edges: Sequence[float], reference_counts: Sequence[int], current: Any) -> float:
+def psi_from_histogram(edges: Any, reference_counts: Any, current: Any) -> float:
     """PSI of `current` against a stored reference histogram (`edges` as stored, n+1 values).
 
     The first and last bins are opened to minus and plus infinity so new extremes still count.
     """
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     edges_arr = np.asarray(edges, dtype=np.float64)
     ref = np.asarray(reference_counts, dtype=np.float64)
@@ -113,7 +113,7 @@ def psi_from_histogram(edges: Sequence[float], reference_counts: Sequence[int], 
 
 def psi(reference: Any, current: Any, bins: int = 10) -> float:
     """Population stability index of `current` against `reference`, on the reference's deciles."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     ref = _finite(reference)
     edges = decile_edges(ref, bins)
@@ -126,7 +126,7 @@ def psi(reference: Any, current: Any, bins: int = 10) -> float:
 
 def effective_size(values: Any) -> float:
     """n(1-r)/(1+r) with r the lag-1 autocorrelation (clipped to [0, 0.999]); at least 2."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     x = _finite(values)
     if len(x) < 3 or float(x.std()) < 1e-12:
@@ -142,7 +142,7 @@ def ks(reference: Any, current: Any, *, autocorrelated: bool = True) -> tuple[fl
     With `autocorrelated` the p-value is taken at the effective sizes of both samples (see the
     module docstring); otherwise scipy's `ks_2samp` p-value for independent draws.
     """
-    from scipy.stats import ks_2samp, kstwobign
+    from scipy.stats import ks_2samp, kstwobign  # heavy: scipy loads when drift is computed
 
     ref, cur = _finite(reference), _finite(current)
     if len(ref) == 0 or len(cur) == 0:
@@ -157,7 +157,7 @@ def ks(reference: Any, current: Any, *, autocorrelated: bool = True) -> tuple[fl
 
 def wasserstein(reference: Any, current: Any) -> float:
     """Earth mover's distance between the samples, in units of the reference's standard deviation."""
-    from scipy.stats import wasserstein_distance
+    from scipy.stats import wasserstein_distance  # heavy: scipy loads when drift is computed
 
     ref, cur = _finite(reference), _finite(current)
     if len(ref) == 0 or len(cur) == 0:
@@ -206,7 +206,7 @@ def matrix_drift(
     histograms: dict[str, tuple[Sequence[float], Sequence[int]]] | None = None,
 ) -> list[ColumnDrift]:
     """`column_drift` for every column of two (rows, columns) matrices."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     ref, cur = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
     return [
@@ -256,7 +256,7 @@ def accuracy_drop_test(
     live_correct: int, live_count: int, reference_accuracy: float, reference_count: int, alpha: float
 ) -> ProportionTest:
     """One-sided two-proportion z-test with a pooled variance: H1 = live accuracy < reference."""
-    from scipy.stats import norm
+    from scipy.stats import norm  # heavy: scipy loads when drift is computed
 
     live = live_correct / live_count if live_count else 0.0
     pooled_n = live_count + reference_count
@@ -269,7 +269,7 @@ def accuracy_drop_test(
 
 def wilson_interval(correct: int, count: int, confidence: float = 0.95) -> tuple[float, float] | None:
     """Wilson score interval of a proportion (None without observations)."""
-    from scipy.stats import norm
+    from scipy.stats import norm  # heavy: scipy loads when drift is computed
 
     if count <= 0:
         return None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .labels import METRIC_OF_TASK, TASKS
 
 if TYPE_CHECKING:
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
 TRADING_DAYS_PER_YEAR = 252
 
@@ -44,7 +44,7 @@ def majority_baselines(train_labels: np.ndarray, val_labels: np.ndarray) -> dict
 
 def _equity_stats(returns: np.ndarray, periods_per_year: int) -> tuple[float, float, float]:
     """Cumulative return, annualised Sharpe ratio (risk-free rate 0) and maximum drawdown."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     equity = np.cumprod(1.0 + returns)
     cumulative = float(equity[-1] - 1.0) if len(equity) else 0.0
@@ -74,7 +74,7 @@ def backtest(
     `hitRate` is the share of long bars that made money (0 when never long); `trades` counts
     position changes; `sharpe` is annualised with `periods_per_year` and a zero risk-free rate.
     """
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     position = (p_up > 0.5).astype(np.float64)
     changes = np.abs(np.diff(np.concatenate([[0.0], position])))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
 RETURN_LAGS = (1, 5, 10, 20)
 VOLATILITY_WINDOWS = (5, 20, 60)
@@ -46,8 +46,8 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     Prices are made scale-free (log returns, ratios to close) so a model trained on one index
     level still reads another; RSI and %B are centred so all features sit near zero.
     """
-    import numpy as np
-    import pandas as pd
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
     close = bars["close"].astype(float)
     high = bars["high"].astype(float)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
 TASKS: tuple[str, ...] = ("signal", "risk", "pattern")
 METRIC_OF_TASK = {"signal": "signalAccuracy", "risk": "riskAssessment", "pattern": "patternRecognition"}
@@ -34,8 +34,8 @@ def compute_labels(bars: pd.DataFrame, *, horizon: int, breakout_window: int) ->
     """Columns `TASKS` as 0.0/1.0 floats (NaN where the label window or its history is incomplete),
     plus `forward_return` (close[t+H]/close[t] - 1) and `next_return` (close[t+1]/close[t] - 1)
     which the backtest needs."""
-    import numpy as np
-    import pandas as pd
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
     if horizon < 1:
         raise ValueError("horizon must be at least 1 bar")

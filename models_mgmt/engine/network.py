@@ -67,6 +67,8 @@ class ServingModel(nn.Module):
     def __init__(self, net: MultiTaskNet, mean: list[float], std: list[float]):
         super().__init__()
         self.net = net
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 

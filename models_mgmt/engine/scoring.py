@@ -13,14 +13,14 @@ from .evaluation import task_metrics
 from .spec import TrainingSpec
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
 
 
 def score_artifact_on_window(artifact_dir: str | Path, spec: TrainingSpec, data: pd.DataFrame) -> dict[str, float]:
     """The version's task accuracies on the validation window that `spec` cuts from `data`."""
-    import torch
+    import torch  # heavy: only the training worker loads torch
 
-    from .artifact import load_model
+    from .artifact import load_model  # heavy: artifact pulls torch and onnx
 
     split = spec.split(data)
     net, normalization = load_model(artifact_dir)

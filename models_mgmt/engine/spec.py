@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import FineTuningConfig
+from .dataset import build_split
 from .families import FAMILIES, MULTITASK_MLP
 
 # Family hyperparameter (wire name) -> TrainingSpec attribute.
@@ -66,8 +67,6 @@ class TrainingSpec:
 
     def split(self, bars: Any) -> Any:
         """The embargoed chronological split of `bars` that this spec trains and validates on."""
-        from .dataset import build_split
-
         return build_split(
             bars,
             horizon=self.horizon,

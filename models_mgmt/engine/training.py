@@ -38,8 +38,8 @@ from .reporting import EpochReport, ProgressReport
 from .spec import TrainingSpec
 
 if TYPE_CHECKING:
-    import pandas as pd
-    import torch
+    import pandas as pd  # heavy: loaded on first use, not when the module is imported
+    import torch  # heavy: only the training worker loads torch
 
 ARTIFACT_DIR = "artifact"
 
@@ -81,7 +81,7 @@ class TrainingResult:
 def _initial_weights(source: str | Path | Mapping[str, torch.Tensor] | None) -> Mapping[str, torch.Tensor] | None:
     if source is None or isinstance(source, Mapping):
         return source
-    from .artifact import load_weights
+    from .artifact import load_weights  # heavy: artifact pulls torch and onnx
 
     return load_weights(source)
 
@@ -99,10 +99,10 @@ def run_training(
     clock: Callable[[], float] = time.monotonic,
 ) -> TrainingResult:
     """Split, train, evaluate on the validation window and, unless stopped, write the artifact."""
-    import torch
+    import torch  # heavy: only the training worker loads torch
 
-    from .artifact import write_artifact
-    from .trainer import fit
+    from .artifact import write_artifact  # heavy: artifact pulls torch and onnx
+    from .trainer import fit  # heavy: the trainer pulls torch
 
     started = time.perf_counter()
     work = Path(work_dir)

@@ -62,7 +62,7 @@ def monitoring_check(*, model: AIModel) -> DriftReport:
                     model=model,
                     version=active,
                     kind=kind,
-                    message=f"{ALERT_MESSAGES[kind]} ({model.name} {active.version if active else ''}).",
+                    message=f"{ALERT_MESSAGES[AlertKind(kind)]} ({model.name} {active.version if active else ''}).",
                     reasons=data["reasons"],
                     recommendation=data["recommendation"] or "",
                     report=report,
@@ -104,7 +104,7 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
         "alertId": alert.pk,
         "kind": alert.kind,
         "state": alert.status,
-        "version": alert.version.version if alert.version_id else None,
+        "version": alert.version.version if alert.version is not None else None,
         "message": alert.message,
         "reasons": alert.reasons,
         "recommendation": alert.recommendation,
@@ -115,7 +115,7 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
 
 @transaction.atomic
 def alert_acknowledge(*, actor: UserLike, model: AIModel, alert_id: int) -> Alert:
-    require_model_perm(actor, model, PERM_MANAGE, "acknowledge alerts")
+    acknowledger = require_model_perm(actor, model, PERM_MANAGE, "acknowledge alerts")
     alert = Alert.objects.select_for_update().filter(model=model, pk=alert_id).first()
     if alert is None:
         raise NotFound(f"Alert {alert_id} of model '{model.name}' not found.")
@@ -124,7 +124,7 @@ def alert_acknowledge(*, actor: UserLike, model: AIModel, alert_id: int) -> Aler
     if alert.status == AlertStatus.OPEN:
         alert.status = AlertStatus.ACKNOWLEDGED
         alert.acknowledged_at = timezone.now()
-        alert.acknowledged_by = actor
+        alert.acknowledged_by = acknowledger
         alert.save(update_fields=["status", "acknowledged_at", "acknowledged_by"])
         audit_record(
             actor=actor, action="alert.acknowledged", obj=alert, ai_model=model, before={"status": "open"},

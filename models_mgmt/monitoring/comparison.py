@@ -48,8 +48,7 @@ def held_out_comparison(
         chosen_by = "after the latest training window"
         labelled = dataset.bars.filter(date__gte=start).count() - horizon if start else 0
         if start is None or labelled < limits.min_samples:
-            validation = [(v.metadata or {}).get("validationWindow") for v in scored]
-            validation = [w for w in validation if w]
+            validation: list[list[str]] = [w for w in ((v.metadata or {}).get("validationWindow") for v in scored) if w]
             if not validation:
                 return {"status": "unavailable", "detail": "the versions record no training or validation window",
                         "window": None, "results": {}, "deltas": {}}  # fmt: skip
@@ -59,6 +58,7 @@ def held_out_comparison(
     if start is None:  # only `end` requested: the window runs from the dataset's first bar
         start = dataset.first_date or end
     end = end or dataset.last_date
+    assert start is not None and end is not None  # the dataset has bars (last_date is set)
     frame = selectors.dataset_bars_frame(
         dataset, start=start - dt.timedelta(days=HISTORY_DAYS), end=end + dt.timedelta(days=120)
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def reference_features(version: ModelVersion) -> tuple[Any, dict[str, Any]] | No
     }
 
 
-def _stored_histograms(version: ModelVersion) -> dict[str, tuple[list[float], list[int]]]:
+def _stored_histograms(version: ModelVersion) -> dict[str, tuple[Sequence[float], Sequence[int]]]:
     try:
         summary = json.loads((Path(version.artifact_path) / "feature_summary.json").read_text())
     except (OSError, ValueError):
@@ -87,9 +88,9 @@ def current_window(
 ) -> tuple[Dataset | None, Any, Any, list[Any]]:
     """(dataset, bars frame with history, feature rows, their dates) of the recent window."""
     dataset = dataset or model.default_dataset or version.dataset
-    if dataset is None:
+    end = end or (dataset.last_date if dataset is not None else None)
+    if dataset is None or end is None:
         return None, None, None, []
-    end = end or dataset.last_date
     load_from = (start or (end - dt.timedelta(days=int(settings.MONITORING_DRIFT_WINDOW_BARS * 1.6)))) - dt.timedelta(
         days=HISTORY_DAYS
     )
@@ -240,7 +241,7 @@ def drift_report_compute(
         recommendation = "retrain"
         previous = _rollback_candidate(model, active)
         if previous is not None and frame is not None:
-            start_day, end_day = dt.date.fromisoformat(window["start"]), dt.date.fromisoformat(window["end"])
+            start_day, end_day = dt.date.fromisoformat(str(window["start"])), dt.date.fromisoformat(str(window["end"]))
             mine = score_on_window(active, frame, start_day, end_day)
             theirs = score_on_window(previous, frame, start_day, end_day)
             if mine and theirs:

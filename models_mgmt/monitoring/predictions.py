@@ -141,7 +141,7 @@ def predictions_resolve(*, dataset_id: int | None = None) -> int:
             if key not in labels_by:
                 labels_by[key] = compute_labels(frame, horizon=key[0], breakout_window=key[1])
             labels = labels_by[key]
-            position = int(np.searchsorted(index, prediction.as_of, side="right")) - 1
+            position = int(np.searchsorted(index, np.asarray(prediction.as_of), side="right")) - 1
             if position < 0 or position + prediction.horizon >= len(index):
                 continue
             row = labels.iloc[position]

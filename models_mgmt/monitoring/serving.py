@@ -57,7 +57,7 @@ class ServedVersion:
 
     def run(self, features: Any) -> Any:
         """Probabilities (rows, tasks) for raw feature rows (rows, len(FEATURE_NAMES))."""
-        import numpy as np
+        import numpy as np  # heavy: loaded on first use, not when the module is imported
 
         return self.session.run(None, {self.input_name: np.asarray(features, dtype=np.float32)})[0]
 
@@ -68,7 +68,7 @@ _active: dict[int, ServedVersion] = {}
 
 
 def _load(model_id: int, version: str, checksum: str, artifact_path: str) -> ServedVersion:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: loaded when a version is first served
 
     directory = Path(artifact_path)
     onnx_path = directory / ONNX
@@ -138,7 +138,7 @@ def clear() -> None:
 
 def feature_row(bars: Any) -> Any:
     """The raw feature row of the LAST bar of `bars` (a DataFrame sorted by date)."""
-    import numpy as np
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
 
     if len(bars) < LOOKBACK_BARS:
         raise WindowError(

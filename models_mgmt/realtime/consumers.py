@@ -21,6 +21,8 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from models_mgmt.choices import TERMINAL_JOB_STATUSES
+from models_mgmt.models import AIModel, TrainingJob
+from models_mgmt.permissions import UserLike
 from models_mgmt.realtime import feed
 from models_mgmt.realtime.events import job_group, model_group, pushes_through_channel_layer
 from models_mgmt.realtime.relay import relay_for_this_loop
@@ -136,7 +138,7 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
     def feed_groups(self) -> list[str]:
         raise NotImplementedError
 
-    async def authorize(self, user: Any) -> Any:
+    async def authorize(self, user: UserLike) -> AIModel | TrainingJob | None:
         raise NotImplementedError
 
     async def replay(self, params: dict[str, int | None]) -> None:
@@ -144,25 +146,29 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
 
 
 class JobFeedConsumer(FeedConsumer):
-    async def authorize(self, user: Any) -> Any:
+    async def authorize(self, user: UserLike) -> AIModel | TrainingJob | None:
         job = await feed.visible_job(user, int(self.scope["url_route"]["kwargs"]["job_id"]))
         if job is not None:
             self.job_id, self.model_id = job.pk, job.model_id
         return job
 
+    def _job(self) -> int:
+        assert self.job_id is not None, "authorize() sets the job before any event"
+        return self.job_id
+
     def feed_groups(self) -> list[str]:
-        return [job_group(self.job_id)]
+        return [job_group(self._job())]
 
     def stream_of(self, event: dict[str, Any]) -> tuple[str, int] | None:
-        return ("job", self.job_id) if event.get("stream") == "job" and event.get("jobId") == self.job_id else None
+        return ("job", self._job()) if event.get("stream") == "job" and event.get("jobId") == self.job_id else None
 
     async def replay(self, params: dict[str, int | None]) -> None:
-        for event in await feed.job_catch_up(self.job_id, params["lastSeq"]):
-            await self.send_event(("job", self.job_id), event)
+        for event in await feed.job_catch_up(self._job(), params["lastSeq"]):
+            await self.send_event(("job", self._job()), event)
 
 
 class ModelFeedConsumer(FeedConsumer):
-    async def authorize(self, user: Any) -> Any:
+    async def authorize(self, user: UserLike) -> AIModel | TrainingJob | None:
         model = await feed.visible_model(user, self.scope["url_route"]["kwargs"]["name"])
         if model is not None:
             self.model_id = model.pk

@@ -106,7 +106,7 @@ def job_payload(job: TrainingJob, event_type: str, seq: int, live: dict[str, Any
         "totalEpochs": job.total_epochs,
         "step": job.step,
         **{key: live.get(key) for key in LIVE_KEYS},
-        "version": job.version.version if job.version_id else None,
+        "version": job.version.version if job.version is not None else None,
         "errorCode": job.error_code or None,
         "error": job.error or None,
         "timestamp": _iso_now(),

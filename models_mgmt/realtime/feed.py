@@ -10,13 +10,14 @@ from models_mgmt import selectors
 from models_mgmt.choices import LIVE_JOB_STATUSES
 from models_mgmt.errors import NotFound
 from models_mgmt.models import AIModel, ProgressEvent, TrainingJob
+from models_mgmt.permissions import UserLike
 from models_mgmt.realtime.events import job_payload
 
 Stream = tuple[str, int]
 
 
 @database_sync_to_async
-def visible_model(user: Any, name: str) -> AIModel | None:
+def visible_model(user: UserLike, name: str) -> AIModel | None:
     try:
         return selectors.ai_model_get(user, name)
     except NotFound:
@@ -24,7 +25,7 @@ def visible_model(user: Any, name: str) -> AIModel | None:
 
 
 @database_sync_to_async
-def visible_job(user: Any, job_id: int) -> TrainingJob | None:
+def visible_job(user: UserLike, job_id: int) -> TrainingJob | None:
     return selectors.training_job_list(user).filter(pk=job_id).first()
 
 
@@ -69,6 +70,7 @@ def model_catch_up(
     """(stream, events to send, position to start from) for each stream of a model feed."""
     model = AIModel.objects.get(pk=model_id)
     own = ("model", model_id)
+    streams: list[tuple[Stream, list[dict[str, Any]], int | None]]
     if last_model_seq is None:
         streams = [(own, [], model.event_seq)]
     else:

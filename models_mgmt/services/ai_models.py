@@ -3,7 +3,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
 from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
@@ -41,7 +41,7 @@ def ai_model_create(
     default_dataset: Dataset | None = None,
 ) -> AIModel:
     """Register a model. The creator receives every object permission on it."""
-    require_global_perm(actor, "add_aimodel", "You may not register AI models (the maintainer role may).")
+    owner = require_global_perm(actor, "add_aimodel", "You may not register AI models (the maintainer role may).")
     if family not in FAMILIES:
         raise InvalidInput("Unknown family.", fields={"family": [f"choose one of: {', '.join(FAMILIES)}"]})
     try:
@@ -52,7 +52,7 @@ def ai_model_create(
                 base_model=base_model,
                 description=description,
                 default_dataset=default_dataset,
-                owner=actor,
+                owner=owner,
             )
     except IntegrityError as exc:
         raise InvalidInput("Name taken.", fields={"name": ["an AI model with this name already exists"]}) from exc
@@ -86,12 +86,17 @@ def ai_model_delete(*, actor: UserLike, model: AIModel) -> None:
     audit_record(actor=actor, action="model.deleted", obj=model, ai_model=None, before=_snapshot(model))
     leftovers = [model_artifacts_dir(model.name), *(job_work_dir(job) for job in model.jobs.all())]
     model.delete()
+
     # Files go only once the rows are gone for good: a rolled-back delete keeps its artifacts.
-    transaction.on_commit(lambda: [shutil.rmtree(path, ignore_errors=True) for path in leftovers])
+    def remove_files() -> None:
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+
+    transaction.on_commit(remove_files)
 
 
 @transaction.atomic
-def ai_model_access_set(*, actor: UserLike, model: AIModel, grantee: Any | Group, role: str | None) -> list[str]:
+def ai_model_access_set(*, actor: UserLike, model: AIModel, grantee: User | Group, role: str | None) -> list[str]:
     """Give a user or group exactly the object permissions of `role` on the model (None revokes all).
 
     Returns the codenames the grantee holds afterwards.

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from typing import Any
-
+from django.contrib.auth.models import User
 from django.db import models
 
 from models_mgmt.models import AIModel, AuditEvent
+from models_mgmt.permissions import UserLike
 
 
 def audit_record(
     *,
-    actor: Any,
+    actor: UserLike | None,
     action: str,
     obj: models.Model,
     ai_model: AIModel | None = None,
@@ -18,7 +18,7 @@ def audit_record(
 ) -> AuditEvent:
     """Append one audit event. Call it inside the transaction of the change it records."""
     return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=actor if isinstance(actor, User) else None,
         action=action,
         object_type=obj._meta.model_name or type(obj).__name__,
         object_id=str(obj.pk),

@@ -49,7 +49,7 @@ def dataset_create_from_csv(
     *, actor: UserLike, name: str, symbol: str, timeframe: str, description: str, data: bytes
 ) -> Dataset:
     """Validate a CSV completely, then store it in one transaction: all bars or nothing."""
-    require_global_perm(actor, "add_dataset", "You may not upload datasets (the maintainer role may).")
+    uploader = require_global_perm(actor, "add_dataset", "You may not upload datasets (the maintainer role may).")
     try:
         frame = engine_bars.parse_csv(data, max_bytes=settings.CSV_UPLOAD_MAX_BYTES)
     except engine_bars.BarsError as exc:
@@ -65,7 +65,7 @@ def dataset_create_from_csv(
                 timeframe=timeframe,
                 description=description,
                 source=DatasetSource.UPLOAD,
-                created_by=actor,
+                created_by=uploader,
             )
             _store_bars(dataset, frame)
             audit_record(actor=actor, action="dataset.created", obj=dataset, after=_snapshot(dataset))

@@ -79,7 +79,7 @@ def training_job_start(
         raise Unavailable(
             "Training is disabled on this server (MODEL_TRAINING_ENABLED=false).", code="training_disabled"
         )
-    require_model_perm(actor, model, PERM_FINETUNE, "start training")
+    starter = require_model_perm(actor, model, PERM_FINETUNE, "start training")
     live = TrainingJob.objects.select_related("model").filter(model=model, status__in=LIVE_JOB_STATUSES).first()
     if live is not None:
         raise _conflict_with(live)
@@ -87,7 +87,7 @@ def training_job_start(
         with transaction.atomic():
             job = TrainingJob.objects.create(
                 model=model,
-                created_by=actor,
+                created_by=starter,
                 dataset=dataset,
                 base_version=base_version,
                 config=config.to_wire(),

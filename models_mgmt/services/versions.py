@@ -48,7 +48,7 @@ def model_version_activate_system(*, model: AIModel, version: ModelVersion, reas
     return _activate(model=model, version=version.version, actor=None, reason=reason)
 
 
-def _activate(*, model: AIModel, version: str, actor: UserLike, reason: str) -> ModelVersion:
+def _activate(*, model: AIModel, version: str, actor: UserLike | None, reason: str) -> ModelVersion:
     # The model row is locked so concurrent activations are serialised; the partial unique index
     # guarantees one active version even if something bypasses this function.
     if not settings.MODEL_VERSIONING_ENABLED:
@@ -88,7 +88,8 @@ def next_version_number(model_id: int) -> str:
     for name in ModelVersion.objects.filter(model_id=model_id).values_list("version", flat=True):
         match = VERSION_RE.match(name)
         if match:
-            highest = max(highest, tuple(int(g) for g in match.groups()))
+            major, minor, patch = (int(g) for g in match.groups())
+            highest = max(highest, (major, minor, patch))
     if highest == (0, -1, 0):
         return "v1.0.0"
     return f"v{highest[0]}.{highest[1] + 1}.0"
@@ -119,6 +120,8 @@ def model_version_register(
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():  # left over from a run that died between the move and the commit
         shutil.rmtree(target)
+    if result.artifact_dir is None:
+        raise ValueError("the run finished without writing an artifact")
     shutil.copytree(result.artifact_dir, target)
     version = ModelVersion.objects.create(
         model=model,

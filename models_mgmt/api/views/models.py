@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
@@ -94,6 +94,7 @@ class ModelAccessView(ModelScopedView):
         data = AccessSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        grantee: User | Group | None
         if v.get("user"):
             grantee = get_user_model().objects.filter(username=v["user"], is_active=True).first()
             key, missing = "user", f"no active user '{v['user']}'"

@@ -88,8 +88,8 @@ class Command(BaseCommand):
             training_job_execute(job_id=job.pk, progress=PrintingProgress(job_id=job.pk))
         job = self._follow(job.pk)
         self.stdout.write("")
-        if job.status == "succeeded":
-            version = job.version
+        version = job.version
+        if job.status == "succeeded" and version is not None:
             self.stdout.write(
                 self.style.SUCCESS(
                     f"{ai_model.name} {version.version}: accuracy {version.accuracy:.4f} "

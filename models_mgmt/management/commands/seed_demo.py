@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -77,7 +77,7 @@ class Command(BaseCommand):
             )
         )
 
-    def _train_first_version(self, owner: Any, model: AIModel, epochs: int) -> None:
+    def _train_first_version(self, owner: User, model: AIModel, epochs: int) -> None:
         """v1.0.0 trained on 1999-2012 through the normal job path, then activated, so that a
         fine-tune on the later years (2013-2018) or on the other index has a base to start from."""
         window = [dt.date.fromisoformat(day) for day in FIRST_VERSION_WINDOW]
@@ -88,7 +88,7 @@ class Command(BaseCommand):
             actor=owner, model=model, config=resolved.config, dataset=resolved.dataset, base_version=None
         )
         outcome = training_job_execute(job_id=job.pk)
-        if outcome.status != "succeeded":
+        if outcome.status != "succeeded" or outcome.version is None:
             job.refresh_from_db()
             self.stderr.write(f"training {model.name} v1.0.0 ended {outcome.status}: {job.error}")
             return
