@@ -141,8 +141,16 @@ def model_version_register(
             "trainingDuration": result.training_duration_s,
             "epochs": result.epochs_run,
             "bestEpoch": result.best_epoch,
+            # Every loss recorded here was measured by this job: validation loss and training loss at
+            # bestEpoch (a trained epoch, whose weights this version holds), and the starting weights'
+            # validation loss on the same window.
             "loss": result.best_val_loss,
-            "trainLoss": result.final_train_loss,
+            "lossKind": "validation",
+            "lossEpoch": result.best_epoch,
+            "trainLoss": result.best_train_loss,
+            "finalTrainLoss": result.final_train_loss,
+            "startValLoss": result.start_val_loss,
+            "improvedOnStart": result.improved_on_start,
             "validationAccuracy": result.accuracy,
             "trainWindow": list(result.train_window),
             "validationWindow": list(result.validation_window),
@@ -163,7 +171,9 @@ def model_version_register(
         checksum=result.checksum or "",
     )
     training_epochs_save(job.pk, result.history)  # complete even across a resume after a crash
-    training_job_transition(job, JobStatus.SUCCEEDED, version=version, progress=100.0)
+    training_job_transition(
+        job, JobStatus.SUCCEEDED, version=version, progress=100.0, epoch=max(job.epoch, result.epochs_run)
+    )
     audit_record(
         actor=None, action="version.created", obj=version, ai_model=model, after={"version": number, "job": job.pk}
     )

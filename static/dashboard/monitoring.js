@@ -24,14 +24,16 @@
     // What the prediction ledger says over the last 7 days; a missing number stays missing.
     if (!live || typeof live !== "object") return NOT_YET;
     var parts = [];
-    if (TA.isNum(live.overallScore)) {
+    if (TA.isNum(live.resolved) && live.resolved > 0 && live.enoughToJudge === false) {
+      parts.push(live.resolved + " resolved: too few to judge (at least " + live.minSamples + " needed)");
+    } else if (TA.isNum(live.overallScore)) {
       parts.push(TA.pct(live.overallScore) + (TA.isNum(live.resolved) ? " on " + live.resolved + " resolved" : ""));
     } else {
       parts.push(NOT_YET + (live.reason ? " (" + live.reason + ")" : ""));
     }
     if (TA.isNum(live.requests)) parts.push(live.requests + " predictions in 7 days");
     var rt = live.responseTime;
-    if (rt && TA.isNum(rt.p50)) parts.push("p50 " + rt.p50.toFixed(2) + " ms");
+    if (rt && TA.isNum(rt.p50)) parts.push("serving p50 " + rt.p50.toFixed(2) + " ms");
     return parts.join(" · ");
   }
 
