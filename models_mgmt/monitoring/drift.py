@@ -214,14 +214,15 @@ def drift_report_compute(
 
     reasons: list[str] = []
     for column in sorted(columns, key=lambda c: -c.psi):
-        if column.level == "drift":
+        if column.level in ("drift", "shifted"):
             reasons.append(
-                f"feature {column.name} drifted: PSI {column.psi:.2f} >= {limits.psi_alert}, "
-                f"KS p={column.ks_pvalue:.1e}, "
+                f"feature {column.name} {'drifted' if column.level == 'drift' else 'shifted'}: {column.detail}; "
                 f"mean {column.reference_mean:.4g} in training vs {column.current_mean:.4g} now"
             )
     reasons.insert(0, f"data drift: {len(data_verdict.drifted)} of {len(columns)} features drifted "
-                   f"(drift at >= {limits.feature_share:.0%}), {len(data_verdict.warned)} warn")  # fmt: skip
+                   f"(drift at >= {limits.feature_share:.0%}), {len(data_verdict.warned)} warn, "
+                   f"{len(data_verdict.shifted)} shifted (PSI >= {limits.psi_alert} but neither significant "
+                   "nor beyond the training history)")  # fmt: skip
     if prediction["verdict"] in ("warning", "drift"):
         moved = ", ".join(f"{o['name']} mean {o['referenceMean']:.3f} -> {o['currentMean']:.3f}"
                           for o in prediction["outputs"] if o["level"] != "stable")  # fmt: skip
@@ -271,7 +272,12 @@ def drift_report_compute(
         "reference": ref_info,
         "window": window,
         "features": [c.as_dict() for c in columns],
-        "dataDrift": {"verdict": data_verdict.level, "drifted": data_verdict.drifted, "warned": data_verdict.warned},
+        "dataDrift": {
+            "verdict": data_verdict.level,
+            "drifted": data_verdict.drifted,
+            "warned": data_verdict.warned,
+            "shifted": data_verdict.shifted,
+        },
         "predictionDrift": prediction,
         "performanceDrift": performance,
         "conditions": {

@@ -13,7 +13,7 @@
     if (drift.status === "no_active_version") return "no active version";
     if (drift.status === "insufficient_data") return "insufficient data";
     if (!drift.verdict) return NOT_YET;
-    var parts = [drift.verdict];
+    var parts = [drift.verdict + (drift.version ? " for " + drift.version : "")];
     if (TA.isNum(drift.driftScore)) parts.push("score " + TA.pct(drift.driftScore, 0));
     if (drift.recommendation) parts.push("→ " + drift.recommendation);
     if (drift.computedAt) parts.push("(" + drift.computedAt.slice(0, 16).replace("T", " ") + ")");

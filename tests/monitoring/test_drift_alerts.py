@@ -57,6 +57,25 @@ def test_a_window_like_the_training_data_does_not_drift(api, analyst):
     assert response.data["recommendation"] in ("none", "monitor")
 
 
+def test_no_feature_is_called_stable_above_the_alert_level(api, analyst):
+    """Regression: features at PSI 1.2-2.1 were reported `stable` and the summary said "0 warn"."""
+    for window in (("2005-01-01", "2005-06-30"), ("2008-01-01", "2008-06-30")):
+        report = api(analyst).get(f"{MODEL}/drift", {"start": window[0], "end": window[1]}).data
+        alert = report["thresholds"]["psiAlert"]
+        for column in report["features"]:
+            if column["psi"] >= alert:
+                assert column["level"] in ("shifted", "drift"), column
+                assert column["detail"] and column["ks"]["effectiveN"] > 0
+        shifted = report["dataDrift"]["shifted"]
+        assert f"{len(shifted)} shifted" in report["reasons"][0]
+
+
+def test_the_stored_check_names_the_version_it_was_for(api, analyst, live_model):
+    monitoring_check(model=live_model)
+    drift = api(analyst).get(f"{MODEL}/metrics").data["drift"]
+    assert drift["status"] == "computed" and drift["version"] == "v1.0.0"
+
+
 def test_thresholds_are_configurable(api, analyst, settings):
     append_crisis(api)
     settings.MONITORING_PSI_ALERT = 1000.0  # nothing can drift that much

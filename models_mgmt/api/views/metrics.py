@@ -46,10 +46,11 @@ class MetricsView(ModelScopedView):
         if not settings.MODEL_DRIFT_DETECTION_ENABLED:
             drift = {"status": "disabled"}
         else:
-            latest = model.drift_reports.order_by("-created_at", "-id").first()
+            latest = model.drift_reports.select_related("version").order_by("-created_at", "-id").first()
             drift = (
                 {"status": "computed", "verdict": latest.verdict, "driftScore": latest.drift_score,
-                 "recommendation": latest.recommendation, "computedAt": latest.created_at.isoformat()}
+                 "recommendation": latest.recommendation, "computedAt": latest.created_at.isoformat(),
+                 "version": latest.version.version if latest.version is not None else None}
                 if latest
                 else {"status": "not_checked_yet", "detail": "no scheduled drift check has run; GET drift computes one"}
             )  # fmt: skip
