@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -43,6 +45,7 @@ class MetricsView(ModelScopedView):
         found = model_live_metrics(request.user, name, since)
         model, active = found["model"], found["active"]
         version_data = ModelVersionSerializer(active).data if active else None
+        drift: dict[str, Any]
         if not settings.MODEL_DRIFT_DETECTION_ENABLED:
             drift = {"status": "disabled"}
         else:
