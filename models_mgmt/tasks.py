@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 from models_mgmt.monitoring.alerts import monitoring_checks_run as _monitoring_checks_run
+from models_mgmt.monitoring.drift import drift_reports_warm as _drift_reports_warm
 from models_mgmt.monitoring.predictions import predictions_resolve as _predictions_resolve
 from models_mgmt.training.progress import JobProgress
 from models_mgmt.training.reaper import training_jobs_reap as _training_jobs_reap
@@ -20,6 +21,7 @@ from models_mgmt.training.worker import training_job_execute
 
 logger = logging.getLogger(__name__)
 __all__ = [
+    "drift_reports_warm",
     "monitoring_checks_run",
     "predictions_resolve",
     "training_job_run",
@@ -56,3 +58,7 @@ def predictions_resolve(dataset_id: int | None = None) -> int:
 
 def monitoring_checks_run() -> list[tuple[str, str]]:
     return _monitoring_checks_run()
+
+
+def drift_reports_warm(model_id: int | None = None, dataset_id: int | None = None) -> list[str]:
+    return _drift_reports_warm(model_id=model_id, dataset_id=dataset_id)

@@ -38,11 +38,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np  # heavy: loaded on first use, not when the module is imported
 
+# The standard library's normal distribution: live metrics need only its cdf and quantile, and
+# importing scipy.stats for them cost the first GET metrics of a process seconds (issue 11.11).
+STANDARD_NORMAL = NormalDist()
 PSI_EPSILON = 1e-4  # an empty bin counts as this share, so PSI stays finite
 HISTORY_MIN_WINDOWS = 4  # training-history windows needed before a PSI is judged against them
 LEVELS = ("stable", "warning", "shifted", "drift")
@@ -334,24 +338,20 @@ def accuracy_drop_test(
     live_correct: int, live_count: int, reference_accuracy: float, reference_count: int, alpha: float
 ) -> ProportionTest:
     """One-sided two-proportion z-test with a pooled variance: H1 = live accuracy < reference."""
-    from scipy.stats import norm  # heavy: scipy loads when drift is computed
-
     live = live_correct / live_count if live_count else 0.0
     pooled_n = live_count + reference_count
     pooled = (live_correct + reference_accuracy * reference_count) / pooled_n if pooled_n else 0.0
     variance = pooled * (1 - pooled) * (1 / max(live_count, 1) + 1 / max(reference_count, 1))
     z = (live - reference_accuracy) / math.sqrt(variance) if variance > 0 else 0.0
-    p_value = float(norm.cdf(z)) if live_count and reference_count else 1.0
+    p_value = STANDARD_NORMAL.cdf(z) if live_count and reference_count else 1.0
     return ProportionTest(live, live_count, reference_accuracy, reference_count, z, p_value, p_value < alpha)
 
 
 def wilson_interval(correct: int, count: int, confidence: float = 0.95) -> tuple[float, float] | None:
     """Wilson score interval of a proportion (None without observations)."""
-    from scipy.stats import norm  # heavy: scipy loads when drift is computed
-
     if count <= 0:
         return None
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = STANDARD_NORMAL.inv_cdf(0.5 + confidence / 2)
     p = correct / count
     denominator = 1 + z * z / count
     centre = (p + z * z / (2 * count)) / denominator

@@ -4,6 +4,7 @@ import logging
 import re
 import shutil
 
+import django_q.tasks
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -21,6 +22,7 @@ from .audit import audit_record
 from .training_jobs import training_epochs_save, training_job_transition
 
 logger = logging.getLogger(__name__)
+WARM_TASK = "models_mgmt.tasks.drift_reports_warm"
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -74,12 +76,21 @@ def _activate(*, model: AIModel, version: str, actor: UserLike | None, reason: s
         before={"active": previous.version if previous else None},
         after={"active": target.version, "reason": reason},
     )
+    transaction.on_commit(lambda: _enqueue_drift_warmup(model.pk))
     publish_model_event(
         model,
         "version.activated",
         {"version": target.version, "previousVersion": previous.version if previous else None, "reason": reason},
     )
     return target
+
+
+def _enqueue_drift_warmup(model_id: int) -> None:
+    """A worker computes the new active version's drift report, so GET drift answers at once."""
+    try:
+        django_q.tasks.async_task(WARM_TASK, model_id=model_id, group="monitoring")
+    except Exception:  # the scheduled check computes it anyway
+        logger.exception("could not enqueue the drift report of model %s", model_id)
 
 
 def next_version_number(model_id: int) -> str:
