@@ -140,6 +140,9 @@ TRAINING_JOB_TIMEOUT_S = env.int("TRAINING_JOB_TIMEOUT_S", default=6 * 3600)
 # A running job whose heartbeat is older than this (or whose worker process is gone) is reaped.
 TRAINING_HEARTBEAT_TIMEOUT_S = env.int("TRAINING_HEARTBEAT_TIMEOUT_S", default=120)
 TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=3)
+# A worker process pays its one-time costs (torch, pandas, onnxruntime imports, the first ONNX
+# export) when it starts, so its first job's progress feed never goes silent for them.
+TRAINING_WORKER_WARMUP = env.bool("TRAINING_WORKER_WARMUP", default=True)
 Q_CLUSTER = {
     "name": "techanal",
     "workers": env.int("TRAINING_WORKERS", default=2),

@@ -85,16 +85,18 @@ class JobProgress:
         try:
             last = time.monotonic()
             while True:
-                self._wake.wait(self.interval_s)
+                # The cadence counts from the start of the previous event, not its end: a slow write
+                # (a loaded machine, a busy SQLite) must not stretch the gap to interval + write time.
+                self._wake.wait(max(0.0, last + self.interval_s - time.monotonic()))
                 self._wake.clear()
                 if self._finished.is_set():
                     break
+                last = time.monotonic()
                 try:
                     self.emit()
                 except Exception:
                     logger.exception("progress event of job %s failed", self.job_id)
                     close_old_connections()
-                last = time.monotonic()
             time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - last)))
             try:
                 self.emit()
