@@ -16,5 +16,7 @@ urlpatterns = [
     path("api/", include("models_mgmt.api.urls")),
 ]
 
+handler400 = "models_mgmt.api.errors.bad_request"
+handler403 = "models_mgmt.api.errors.permission_denied"
 handler404 = "models_mgmt.api.errors.not_found"
 handler500 = "models_mgmt.api.errors.server_error"
