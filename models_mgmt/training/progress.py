@@ -51,6 +51,10 @@ class JobProgress:
     def should_stop(self) -> bool:
         return self.stop.is_set() or self.shutdown.is_set() or self.taken_over.is_set()
 
+    def training_started(self) -> bool:
+        """The engine has reported from its training loop; before that nothing polls `should_stop`."""
+        return self._latest is not None
+
     def on_progress(self, report: ProgressReport) -> None:
         self._latest = report
 
