@@ -48,13 +48,15 @@ def training_job_run(job_id: int) -> dict[str, Any]:
     """
     progress = JobProgress(job_id=job_id)
     received: list[int] = []
+    aborted: list[bool] = []
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         logger.warning("worker %s got %s; checkpointing job %s", os.getpid(), signal.Signals(signum).name, job_id)
         received.append(signum)
         progress.shutdown.set()
-        if len(received) == 1 and progress.worker and not progress.training_started():
+        if progress.worker and not progress.training_started() and not aborted:
+            aborted.append(True)  # once: a later signal must not interrupt the requeue
             raise ShutdownBeforeTraining  # claimed, still preparing: nothing would notice the flag for a while
 
     for signum in previous:
