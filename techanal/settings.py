@@ -89,6 +89,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The dashboard's filters live with the dashboard (Django looks only in models_mgmt/templatetags/).
+            "libraries": {"dashboard_format": "models_mgmt.dashboard.templatetags.dashboard_format"},
         },
     },
 ]

@@ -16,7 +16,7 @@
     var parts = [drift.verdict + (drift.version ? " for " + drift.version : "")];
     if (TA.isNum(drift.driftScore)) parts.push("score " + TA.pct(drift.driftScore, 0));
     if (drift.recommendation) parts.push("→ " + drift.recommendation);
-    if (drift.computedAt) parts.push("(" + drift.computedAt.slice(0, 16).replace("T", " ") + ")");
+    if (drift.computedAt) parts.push("(" + TA.when(drift.computedAt) + ")");
     return parts.join(" ");
   }
 
@@ -61,7 +61,7 @@
       alerts.forEach(function (a) {
         list.appendChild(TA.el("li", { className: "alert-" + a.status }, [
           TA.el("strong", { text: a.kind + " · " + a.status }), " " + a.message + " ",
-          TA.el("span", { className: "muted small", text: (a.openedAt || "").slice(0, 16).replace("T", " ") }),
+          TA.el("span", { className: "muted small", text: a.openedAt ? TA.when(a.openedAt) : "" }),
         ]));
       });
       node.appendChild(list);
