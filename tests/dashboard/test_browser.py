@@ -138,7 +138,7 @@ def test_trainer_maintainer_and_viewer_in_the_browser(server, people, browser):
         page.wait_for_url(f"**/model-management/fine-tuning/?model={MODEL}")
         page.wait_for_selector("#feed-state[data-state=live]")
         assert page.get_by_label("Batch size").input_value() == "64"
-        for select in ("#f-dataset", "#f-activationPolicy"):  # they used to cut their text
+        for select in ("#f-dataset", "#f-baseModel", "#f-activationPolicy"):  # they used to cut their text
             assert page.evaluate(SELECT_FITS, select), select
 
         # A refused config: the API's reason appears beside the field, nothing starts.
