@@ -205,7 +205,8 @@ def _timeframe_mismatch(tf: Timeframe, stamps: pd.Series, days: pd.Series, lines
         return None
     if not tf.intraday:
         several = valid & days.duplicated(keep=False) & ~stamps.duplicated(keep=False)
-        if not several.any():
+        # A stray repeated day is a duplicate date (one error per row); most days several is intraday.
+        if days[several].nunique() * 2 < days[valid].nunique():
             return None
         per_day = int(days[valid].value_counts().max())
         spacing = _spacing_minutes(stamps[several])

@@ -138,7 +138,7 @@ def utc_index(index: Any) -> pd.DatetimeIndex:
 
     if isinstance(index, pd.DatetimeIndex):
         return index.tz_localize(UTC) if index.tz is None else index.tz_convert(UTC)
-    return pd.DatetimeIndex([bar_timestamp(k) for k in index])
+    return pd.DatetimeIndex([bar_timestamp(k) for k in index], tz=UTC)
 
 
 def within(index: Any, start: dt.date | dt.datetime | None, end: dt.date | dt.datetime | None) -> np.ndarray:

@@ -44,6 +44,7 @@ def test_a_date_bound_covers_its_whole_utc_day():
     assert list(tf.within(stamps, start, None)) == [False, False, True, True]
     days = [dt.date(2024, 2, 29), dt.date(2024, 3, 1), dt.date(2024, 3, 2)]
     assert list(tf.within(days, dt.date(2024, 3, 1), None)) == [False, True, True]
+    assert list(tf.within([], dt.date(2024, 3, 1), dt.date(1535, 2, 19))) == []  # an empty window, not a 500
 
 
 def test_a_horizon_is_due_in_business_days_for_daily_bars_and_bar_lengths_for_intraday():
