@@ -95,6 +95,7 @@ def load_builtin(name: str) -> pd.DataFrame:
 TIME_COLUMNS = ("date", "datetime", "timestamp", "time")
 VALUE_COLUMNS = COLUMNS[1:]
 UNNAMED_FIRST = re.compile(r"^(unnamed: ?0)?$")
+TICKER = re.compile(r"^[A-Za-z0-9^._:=-]{1,32}$")
 ADJUSTED_CLOSE = {"adj close", "adj_close", "adjclose", "adjusted close", "adjusted_close"}
 
 
@@ -162,6 +163,23 @@ def _recognise(columns: list[Any], key: str) -> tuple[list[Any], dict[str, Any],
         "notes": notes,
     }
     return time_sources, used, recognised
+
+
+def _flatten_ticker_header(raw: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """A frame with two column levels (`Price`, `Ticker`) written by `to_csv()`, as yfinance's
+    downloads are: header `Price,Close,...`, then a `Ticker,<symbol>,...` row and a `Date,,,...`
+    row. Those two rows are header, not bars: the first column is the date/time column they name."""
+    if raw.empty or len(raw) < 2 or str(raw.columns[0]).strip().lower() != "price":
+        return raw, None
+    ticker, time_row = raw.iloc[0], raw.iloc[1]
+    if str(ticker.iloc[0]).strip().lower() != "ticker" or str(time_row.iloc[0]).strip().lower() not in TIME_COLUMNS:
+        return raw, None
+    if any(str(cell).strip() for cell in time_row.iloc[1:]):
+        return raw, None
+    cells = {str(cell).strip() for cell in ticker.iloc[1:]}
+    symbols = sorted(c for c in cells if TICKER.match(c) and not c.startswith(FORMULA_PREFIXES))[:5] or ["?"]
+    flat = raw.iloc[2:].rename(columns={raw.columns[0]: str(time_row.iloc[0]).strip()})
+    return flat, f"two header rows (Price/Ticker, as yfinance writes) read as one; ticker {', '.join(symbols)}"
 
 
 def _intraday_times(cells: pd.Series) -> pd.Series:
@@ -262,7 +280,10 @@ def parse_csv(data: bytes, *, max_bytes: int, timeframe: str = "1d") -> ParsedBa
         raise BarsError(f"not a readable CSV: {exc}") from exc
 
     raw = raw[~(raw.apply(lambda s: s.str.strip()) == "").all(axis=1)]
+    raw, header_note = _flatten_ticker_header(raw)
     time_sources, used, recognised = _recognise(list(raw.columns), key)
+    if header_note:
+        recognised["notes"].insert(0, header_note)
     if raw.empty:
         raise BarsError("file has a header but no rows")
 

@@ -6,6 +6,7 @@ day. The upload says what it read each column as."""
 from __future__ import annotations
 
 import arch.data.sp500
+import pandas as pd
 import pytest
 
 from models_mgmt.choices import Role
@@ -85,6 +86,20 @@ def test_named_time_columns_in_any_case(client, sp500, index_name, rename):
     assert used["date"] == index_name
     assert used["close"] == (rename("Close") if rename else "Close")
     stored_equals_builtin("shape", rows=300)
+
+
+def test_a_price_ticker_two_level_header_as_yfinance_writes_it(client, sp500):
+    frame = sp500.iloc[-300:][["Close", "High", "Low", "Open", "Volume"]]
+    frame.columns = pd.MultiIndex.from_product([frame.columns, ["^GSPC"]], names=["Price", "Ticker"])
+    content = frame.to_csv().encode()
+    assert content.startswith(b"Price,Close,High,Low,Open,Volume\nTicker,^GSPC,")
+
+    response = upload(client, content, name="yf")
+
+    assert response.status_code == 201, response.content[:500]
+    columns = response.json()["columns"]
+    assert columns["used"]["date"] == "Date" and "ticker ^GSPC" in columns["notes"][0]
+    stored_equals_builtin("yf", rows=300)
 
 
 def test_a_date_and_a_time_of_day_column_are_read_together(client, sp500):
