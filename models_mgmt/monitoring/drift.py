@@ -170,8 +170,10 @@ def _sections_key(active: ModelVersion, dataset: Dataset, start: BarTime | None,
     """Everything the data and prediction sections depend on: the version's weights, the dataset's
     bars (appending bars changes count and last bar), the window and the thresholds."""
     limits = thresholds()
+    # Bar times as ISO 8601 without spaces: the key stays valid for memcached too.
+    times = (timeframes.format_key(t) if t else None for t in (dataset.last_bar_at, start, end))
     parts = (
-        active.pk, active.checksum[:16], dataset.pk, dataset.bar_count, dataset.last_bar_at, start, end,
+        active.pk, active.checksum[:16], dataset.pk, dataset.bar_count, *times,
         settings.MONITORING_DRIFT_WINDOW_BARS, limits.psi_warn, limits.psi_alert, limits.ks_pvalue,
         limits.feature_share, limits.min_samples,
     )  # fmt: skip
