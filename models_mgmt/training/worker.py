@@ -24,6 +24,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from models_mgmt import selectors
 from models_mgmt.artifacts import job_work_dir
 from models_mgmt.choices import ActivationPolicy, JobStatus, VersionStatus
+from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.engine.training import TrainingResult, run_training
@@ -47,8 +48,8 @@ class Outcome:
     version: str | None = None
 
 
-def _date(value: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(value) if value else None
+def _date(value: str | None) -> dt.date | dt.datetime | None:
+    return timeframes.parse_bar_time(value) if value else None
 
 
 def code_revision() -> str:
@@ -95,7 +96,9 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
 
 def _train(job: TrainingJob, config: FineTuningConfig, progress: JobProgress) -> tuple[Any, Any, TrainingResult]:
     progress.on_phase("loading_data")
-    spec = TrainingSpec.from_config(config, family=job.model.family)
+    spec = TrainingSpec.from_config(
+        config, family=job.model.family, bars_per_year=timeframes.timeframe(job.dataset.timeframe).bars_per_year
+    )
     init_weights = None
     if job.base_version is not None:
         base_dir = Path(job.base_version.artifact_path)
