@@ -4,7 +4,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-import django_q.tasks
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -16,10 +15,9 @@ from models_mgmt.models import Bar, Dataset
 from models_mgmt.permissions import UserLike, require_global_perm
 
 from .audit import audit_record
+from .queue import RESOLVE_PREDICTIONS, WARM_DRIFT_REPORTS, task_enqueue
 
 logger = logging.getLogger(__name__)
-RESOLVE_TASK = "models_mgmt.tasks.predictions_resolve"
-WARM_TASK = "models_mgmt.tasks.drift_reports_warm"  # new bars: a new drift report, computed by a worker
 
 
 def _store_bars(dataset: Dataset, frame: Any) -> None:
@@ -189,8 +187,8 @@ def dataset_bars_append(*, actor: UserLike, dataset: Dataset, bars: list[dict[st
 
 
 def _enqueue_resolution(dataset_id: int) -> None:
-    try:
-        django_q.tasks.async_task(RESOLVE_TASK, dataset_id, group="monitoring")
-        django_q.tasks.async_task(WARM_TASK, dataset_id=dataset_id, group="monitoring")
-    except Exception:  # the schedules resolve and check them anyway
-        logger.exception("could not enqueue prediction resolution for dataset %s", dataset_id)
+    """New bars: resolve the predictions they complete, and recompute the drift reports that read them."""
+    task_enqueue(RESOLVE_PREDICTIONS, dataset_id, group="monitoring", why_later="the schedule resolves them")
+    task_enqueue(
+        WARM_DRIFT_REPORTS, dataset_id=dataset_id, group="monitoring", why_later="GET drift computes the report"
+    )
