@@ -44,7 +44,6 @@ class JobProgress:
     _finished: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending_epochs: list[EpochReport] = field(default_factory=list)
-    _pending_phases: list[str] = field(default_factory=list)
     _wake: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -59,12 +58,10 @@ class JobProgress:
         self._latest = report
 
     def on_phase(self, phase: str) -> None:
-        """The engine (or the worker) moved to another phase: the emitter publishes it at once, one
-        event per phase however short, so the feed names every phase a job went through."""
-        with self._lock:
-            if phase != self.phase:
-                self._pending_phases.append(phase)
-            self.phase = phase
+        """The engine (or the worker) moved to another phase: the emitter says so with its next
+        event, sent early (but never within MIN_EMIT_GAP_S of the previous one, so at most 4 events
+        a second). A phase shorter than that gap can be passed over; no phase is ever repeated."""
+        self.phase = phase
         self._wake.set()
 
     def on_epoch(self, report: EpochReport) -> None:
@@ -95,6 +92,7 @@ class JobProgress:
                 self._wake.clear()
                 if self._finished.is_set():
                     break
+                time.sleep(max(0.0, last + MIN_EMIT_GAP_S - time.monotonic()))  # a phase change woke us early
                 last = time.monotonic()
                 try:
                     self.emit()
@@ -109,9 +107,9 @@ class JobProgress:
         finally:
             connection.close()
 
-    def live(self, phase: str | None = None) -> dict[str, Any]:
+    def live(self) -> dict[str, Any]:
         report, epoch = self._latest, self._last_epoch
-        phase = phase or self.phase
+        phase = self.phase
         return {
             "loss": round(float(report.loss), 6) if report is not None else None,
             "valLoss": round(float(report.val_loss), 6) if report is not None and report.val_loss is not None else None,
@@ -140,7 +138,6 @@ class JobProgress:
         report, finished_epoch = self._latest, self._last_epoch
         with self._lock:
             epochs, self._pending_epochs = self._pending_epochs, []
-            phases, self._pending_phases = self._pending_phases or [self.phase], []
         if epochs:
             training_epochs_save(self.job_id, [vars(e) for e in epochs])
         with transaction.atomic():
@@ -163,5 +160,4 @@ class JobProgress:
             job.progress = min(max(job.progress, 0.0), 99.0)  # 100 means done: the terminal status sets it
             job.heartbeat_at = timezone.now()
             job.save(update_fields=["progress", "epoch", "step", "heartbeat_at"])
-            for phase in phases:
-                publish_job_event(job, "job.progress", self.live(phase))
+            publish_job_event(job, "job.progress", self.live())
