@@ -123,8 +123,15 @@ if REDIS_URL:
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
         "monitoring": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
     }
+    # redis-py 8 gives every connection a 5 s socket timeout, the same as channels_redis's blocking
+    # BZPOPMIN: a consumer that waits 5 s for a message (a queued job, a worker warming up) raced the
+    # two and its socket died with "Timeout reading from Redis" (1011 to the client). Reads may take
+    # longer than the blocking pop; a dead server is still noticed.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+        },
     }
 else:
     CACHES = {

@@ -84,22 +84,25 @@ class JobProgress:
 
     def _run(self) -> None:
         try:
-            last = time.monotonic()
+            started = ended = time.monotonic()
             while True:
                 # The cadence counts from the start of the previous event, not its end: a slow write
                 # (a loaded machine, a busy SQLite) must not stretch the gap to interval + write time.
-                self._wake.wait(max(0.0, last + self.interval_s - time.monotonic()))
+                self._wake.wait(max(0.0, started + self.interval_s - time.monotonic()))
                 self._wake.clear()
                 if self._finished.is_set():
                     break
-                time.sleep(max(0.0, last + MIN_EMIT_GAP_S - time.monotonic()))  # a phase change woke us early
-                last = time.monotonic()
+                # Early (a phase change) or late (a slow write): never within MIN_EMIT_GAP_S of the end
+                # of the previous event, whose timestamp is taken as it is written.
+                time.sleep(max(0.0, ended + MIN_EMIT_GAP_S - time.monotonic()))
+                started = time.monotonic()
                 try:
                     self.emit()
                 except Exception:
                     logger.exception("progress event of job %s failed", self.job_id)
                     close_old_connections()
-            time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - last)))
+                ended = time.monotonic()
+            time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - ended)))
             try:
                 self.emit()
             except Exception:  # the database may be down; the job's outcome is recorded elsewhere
