@@ -25,12 +25,14 @@ from models_mgmt import selectors
 from models_mgmt.artifacts import job_work_dir
 from models_mgmt.choices import ActivationPolicy, JobStatus, VersionStatus
 from models_mgmt.engine.config import FineTuningConfig
+from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.engine.training import run_training
 from models_mgmt.models import ModelVersion, TrainingJob
 from models_mgmt.services.training_jobs import training_job_claim, training_job_finish, training_job_requeue
 from models_mgmt.services.versions import model_version_register
 
+from .llm import llm_train
 from .progress import JobProgress
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,8 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
 
 
 def _train(job: TrainingJob, config: FineTuningConfig, progress: Any) -> tuple[Any, Any, Any]:
+    if job.model.family == LLM_LORA.name:
+        return llm_train(job, config, progress)
     spec = TrainingSpec.from_config(config, family=job.model.family)
     init_weights = None
     if job.base_version is not None:
@@ -162,7 +166,11 @@ def _run_claimed(job: TrainingJob, progress: Any) -> Outcome:
     progress.close()
     if progress.taken_over.is_set():
         return Outcome("abandoned")  # the reaper gave the job to another worker
-    if result.status == "succeeded" and config.activation_policy == ActivationPolicy.IF_BETTER:
+    if (
+        result.status == "succeeded"
+        and config.activation_policy == ActivationPolicy.IF_BETTER
+        and job.model.family != LLM_LORA.name  # an adapter is scored by its own run only (docs/llm.md)
+    ):
         rival = _score_active_on_window(job, spec, bars)
     else:
         rival = None
