@@ -69,3 +69,41 @@ def build_tiny_base(
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(str(directory), safe_serialization=True)
     return directory
+
+
+# --- Fixtures (registered for the whole suite in tests/conftest.py) ----------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory) -> Path:
+    """One tiny base model per test session (building it takes a few seconds)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return build_tiny_base(tmp_path_factory.mktemp("llm") / "tiny-llama")
+
+
+def tiny_spec(base_dir: Path, **overrides):
+    """A LoraSpec on the tiny base that trains in seconds on one CPU thread."""
+    from models_mgmt.engine.llm.base import check_base_dir
+    from models_mgmt.engine.llm.spec import BaseModelRef, LoraSpec
+
+    check = check_base_dir(base_dir)
+    settings = {
+        "epochs": 2,
+        "learning_rate": 0.01,
+        "batch_size": 4,
+        "training_examples": 16,
+        "validation_split": 0.05,
+        "lora_rank": 4,
+        "lora_alpha": 8,
+        "lora_dropout": 0.1,
+        "max_sequence_length": 512,
+        "early_stopping_patience": 0,
+        "checkpoint_steps": 2,
+        "num_threads": 1,
+        **overrides,
+    }
+    return LoraSpec(base=BaseModelRef("tiny-llama", str(base_dir), "tiny-llama:latest", check.files), **settings)
