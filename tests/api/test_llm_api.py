@@ -229,3 +229,15 @@ def test_a_tampered_artifact_is_not_served(api, with_artifact):
     response = api(with_artifact.owner).get(ARTIFACT)
     assert response.status_code == 409 and response.data["code"] == "artifact_damaged"
     assert "Modelfile changed" in response.data["detail"]
+
+
+def test_the_cli_registers_a_base(maintainer, tiny_base_dir, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    call_command(
+        "register_base_model", "cli-base", str(tiny_base_dir), ollama_tag="cli:1b", user=maintainer.username, stdout=out
+    )
+    assert "registered cli-base: LlamaForCausalLM" in out.getvalue()
+    with pytest.raises(CommandError, match="not a directory"):
+        call_command("register_base_model", "x", str(tmp_path / "nope"), ollama_tag="x:1b", user=maintainer.username)

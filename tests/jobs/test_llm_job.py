@@ -3,6 +3,7 @@ feed, a version whose adapter overfits its small training set, stop, kill + reap
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
@@ -172,3 +173,16 @@ def test_a_killed_worker_is_reaped_and_the_job_resumes_at_the_same_step(api, llm
     assert job.attempts == 2 and TrainingEpoch.objects.filter(job_id=job_id).count() == 3
     version = ModelVersion.objects.get(model=llm)
     assert version.metadata["epochs"] == 3
+
+
+def test_the_cli_fine_tunes_an_llm_model(llm):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command(
+        "finetune", llm.name, user=llm.owner.username, epochs=1, batch_size=4, training_data_size=8,
+        start_date=dt.date(2016, 1, 1), end_date=dt.date(2016, 9, 30), validation_split=0.1, stdout=out,
+    )  # fmt: skip
+    version = ModelVersion.objects.get(model=llm)
+    assert version.metadata["family"] == "llm-lora" and version.metadata["trainSamples"] == 8
+    assert version.version in out.getvalue()
