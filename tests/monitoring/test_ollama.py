@@ -253,3 +253,24 @@ def test_a_real_ollama_server_takes_blobs(tmp_path):
     assert client.has_blob(sha) is False
     assert client.push_blob(blob, sha) is True
     assert client.has_blob(sha) is True and client.push_blob(blob, sha) is False
+
+
+def test_the_web_process_never_imports_torch_transformers_or_peft():
+    """Base registration, delivery, Ollama serving and the artifact view all live in the web process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, django; django.setup(); "
+        "import techanal.urls, models_mgmt.api.urls, models_mgmt.api.views.artifacts, "
+        "models_mgmt.api.views.base_models, models_mgmt.monitoring.ollama, models_mgmt.services.base_models, "
+        "models_mgmt.engine.llm.artifact; "
+        "print([m for m in ('torch', 'transformers', 'peft') if m in sys.modules])"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
