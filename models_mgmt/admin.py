@@ -1,7 +1,7 @@
 from django.contrib import admin
 from guardian.admin import GuardedModelAdmin
 
-from models_mgmt.models import AIModel, AuditEvent, Bar, Dataset, ModelVersion, TrainingEpoch, TrainingJob
+from models_mgmt.models import AIModel, AuditEvent, Bar, BaseModel, Dataset, ModelVersion, TrainingEpoch, TrainingJob
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -68,3 +68,11 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(BaseModel)
+class BaseModelAdmin(ReadOnlyAdmin):
+    """Registered through the API or `register_base_model`, which check the files and hash them."""
+
+    list_display = ("name", "ollama_tag", "architecture", "parameters", "path", "created_at")
+    search_fields = ("name", "ollama_tag", "path")
