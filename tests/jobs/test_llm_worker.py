@@ -12,7 +12,7 @@ from models_mgmt.choices import JobStatus, Role
 from models_mgmt.models import ProgressEvent, TrainingJob
 from models_mgmt.services import ai_model_create
 from models_mgmt.services.base_models import base_model_register
-from tests.factories import grant
+from tests.factories import UserFactory, grant
 
 from .conftest import job_finished, wait_for
 
@@ -33,7 +33,7 @@ BODY = {
 
 def test_a_killed_llm_worker_resumes_from_its_checkpoint(cluster, api, trainer_and_model, tiny_base_dir):
     trainer, mlp = trainer_and_model
-    owner = mlp.owner
+    owner = UserFactory(role=Role.MAINTAINER)
     base_model_register(actor=owner, name="tiny-llama", path=str(tiny_base_dir), ollama_tag="tiny-llama:latest")
     model = ai_model_create(
         actor=owner, name="llm-worker", family="llm-lora", base_model="tiny-llama", default_dataset=mlp.default_dataset
