@@ -64,6 +64,10 @@ def _activate(
     if target is None:
         raise NotFound(f"Version '{version}' of model '{model.name}' not found.")
     if target.status == VersionStatus.ACTIVE:
+        if delivery:  # delivered again (e.g. to a new Ollama server): the trail keeps what was sent
+            audit_record(
+                actor=actor, action="version.delivered", obj=target, ai_model=model, after={"delivery": delivery}
+            )
         return target
     _transition(target, VersionStatus.ACTIVE)  # validates before anything is written
     previous = ModelVersion.objects.select_for_update().filter(model=model, status=VersionStatus.ACTIVE).first()

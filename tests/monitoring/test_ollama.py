@@ -274,3 +274,15 @@ def test_the_web_process_never_imports_torch_transformers_or_peft():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_activating_the_active_version_again_delivers_it_again(api, llm_version, fake_ollama, settings):
+    settings.OLLAMA_URL = ""
+    owner = llm_version.model.owner
+    assert api(owner).post(f"{API}/versions/v1.0.0/activate").status_code == 200
+    server = fake_ollama()  # a new server: the 409 not_delivered says to activate again
+    assert api(owner).post(f"{API}/versions/v1.0.0/activate").status_code == 200
+    assert [c["model"] for c in server.creates] == ["techanal-llama3.1-8b:v1.0.0"]
+    delivered = AuditEvent.objects.get(action="version.delivered")
+    assert delivered.after["delivery"]["status"][-1] == "success"
+    assert api(owner).post(f"{API}/predict", {"bars": bars_payload()}, format="json").status_code == 200
