@@ -109,3 +109,15 @@ def test_the_modelfile_names_base_adapter_template_and_stop():
     lines = text.splitlines()
     assert "FROM llama3.1:8b" in lines and "ADAPTER ./adapter" in lines
     assert 'TEMPLATE """{{ .Prompt }}"""' in lines and 'PARAMETER stop "<|eot_id|>"' in lines
+
+
+def test_a_directory_with_too_many_files_is_refused(tiny_base_dir, tmp_path):
+    import shutil
+
+    from models_mgmt.engine.llm import base
+
+    copy = shutil.copytree(tiny_base_dir, tmp_path / "copy")
+    for i in range(base.MAX_FILES):
+        (copy / f"extra-{i}.txt").write_text("x")
+    with pytest.raises(BaseModelError, match="more than 200 files"):
+        check_base_dir(copy)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _listed_files(root: Path) -> list[Path]:
+    """Every regular file under `root` (hidden ones and symlinked directories skipped), refusing a
+    directory that holds more than MAX_FILES: a base model is a few dozen files, not a file system."""
+    found: list[Path] = []
+    for folder, subfolders, names in os.walk(root, followlinks=False):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(folder) / name
+            if name.startswith(".") or not path.is_file():
+                continue
+            found.append(path)
+            if len(found) > MAX_FILES:
+                raise BaseModelError([f"more than {MAX_FILES} files; a base model directory holds fewer"])
+    return sorted(found)
+
+
 def check_base_dir(directory: str | Path, *, with_checksums: bool = True) -> BaseModelCheck:
     """Raise BaseModelError naming every problem; otherwise describe the directory."""
     root = Path(directory)
@@ -102,11 +119,9 @@ def check_base_dir(directory: str | Path, *, with_checksums: bool = True) -> Bas
             parameters = (parameters or 0) + _safetensors_parameters(path)
         except (ValueError, KeyError, OSError) as exc:
             problems.append(f"{path.name}: {exc}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if len(files) > MAX_FILES:
-        problems.append(f"{len(files)} files; a base model directory holds at most {MAX_FILES}")
     if problems:
         raise BaseModelError(problems)
+    files = _listed_files(root)
     eos: str | None = None
     special = root / "special_tokens_map.json"
     tokenizer_config = root / "tokenizer_config.json"
