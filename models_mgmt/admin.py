@@ -1,11 +1,26 @@
-from django.contrib import admin
-from guardian.admin import GuardedModelAdmin
+"""Django admin: every write goes through the same services as the API (atomic, permission-checked,
+audited); what no service changes is read-only here, and internal bookkeeping (event `seq`) is never
+editable. Access to a model is granted with the API's `models/:name/access` (audited), so guardian's
+object-permission pages, which would write permissions unaudited, are not offered."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+
+from models_mgmt.engine.families import FAMILIES
 from models_mgmt.models import AIModel, AuditEvent, Bar, BaseModel, Dataset, ModelVersion, TrainingEpoch, TrainingJob
+from models_mgmt.services import ServiceError, ai_model_create, ai_model_delete, ai_model_update
+from models_mgmt.services.ai_models import EDITABLE_FIELDS
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows that only services write (versions, jobs, audit): admin shows them, never edits them."""
+    """Rows that only services or the worker write (versions, jobs, datasets, bars, audit): admin
+    shows them, never adds, edits or deletes them (none of that would be audited)."""
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -13,13 +28,90 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class AIModelForm(forms.ModelForm):
+    family = forms.ChoiceField(choices=[(name, name) for name in FAMILIES])
+
+    class Meta:
+        model = AIModel
+        fields = ("name", "family", "base_model", "description", "default_dataset")
+
 
 @admin.register(AIModel)
-class AIModelAdmin(GuardedModelAdmin):
+class AIModelAdmin(admin.ModelAdmin):
+    """Adds with ai_model_create, edits with ai_model_update (description, base model, default
+    dataset; the name and family are the model's identity), deletes with ai_model_delete."""
+
+    form = AIModelForm
     list_display = ("name", "family", "owner", "default_dataset", "created_at")
     list_filter = ("family",)
     search_fields = ("name", "description")
-    raw_id_fields = ("owner",)
+    identity = ("name", "family", "owner")
+    internal = ("event_seq", "created_at", "updated_at")
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        if obj is None:
+            return ("name", "family", "base_model", "description", "default_dataset")
+        return (*self.identity, *EDITABLE_FIELDS, *self.internal)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return () if obj is None else (*self.identity, *self.internal)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one at a time, each through ai_model_delete
+        return actions
+
+    def save_model(self, request: HttpRequest, obj: AIModel, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data if name in EDITABLE_FIELDS}
+            if changes:
+                ai_model_update(actor=request.user, model=obj, changes=changes)
+            return
+        created = ai_model_create(
+            actor=request.user,
+            name=obj.name,
+            family=obj.family,
+            base_model=obj.base_model,
+            description=obj.description,
+            default_dataset=obj.default_dataset,
+        )
+        # The admin logs and redirects with the object its form built: make it the stored one.
+        obj.pk, obj.owner, obj._state = created.pk, created.owner, created._state
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Its versions, jobs and events go with the model (ai_model_delete), though admin may not
+        delete them one by one: the service, not admin's per-row permissions, decides."""
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
+    def delete_model(self, request: HttpRequest, obj: AIModel) -> None:
+        ai_model_delete(actor=request.user, model=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AIModel]) -> None:
+        for model in queryset:
+            ai_model_delete(actor=request.user, model=model)
+
+    # A service refusing (a live job on delete, a missing permission) rolls back the admin's
+    # transaction; the page says why instead of answering a server error.
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except ServiceError as exc:
+            return self._refused(request, exc)
+
+    def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().delete_view(request, *args, **kwargs)
+        except ServiceError as exc:
+            return self._refused(request, exc)
+
+    def _refused(self, request: HttpRequest, exc: ServiceError) -> HttpResponse:
+        self.message_user(request, exc.message, messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
 
 
 @admin.register(ModelVersion)
@@ -47,10 +139,11 @@ class TrainingJobAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ReadOnlyAdmin):
+    """Uploaded (validated, all bars or none) and appended through the API and its services."""
+
     list_display = ("name", "symbol", "timeframe", "source", "bar_count", "first_date", "last_date")
     list_filter = ("source", "timeframe")
-    readonly_fields = ("source", "bar_count", "first_date", "last_date", "created_by", "created_at")
 
 
 @admin.register(Bar)
@@ -66,13 +159,11 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ("action", "object_type")
     search_fields = ("object_repr", "ai_model_name")
 
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(BaseModel)
 class BaseModelAdmin(ReadOnlyAdmin):
-    """Registered through the API or `register_base_model`, which check the files and hash them."""
+    """llm-lora base models: registered through the API or `register_base_model`, which check the
+    directory and record the sha256 of every file."""
 
     list_display = ("name", "ollama_tag", "architecture", "parameters", "path", "created_at")
     search_fields = ("name", "ollama_tag", "path")

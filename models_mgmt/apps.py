@@ -1,6 +1,7 @@
 import logging
 
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class ModelsMgmtConfig(AppConfig):
@@ -16,6 +17,7 @@ class ModelsMgmtConfig(AppConfig):
 
 def _reap_on_worker_start(sender: object, proc_name: str, **kwargs: object) -> None:
     """A worker that starts (or replaces a killed one) first looks for jobs whose worker is gone."""
+    from models_mgmt.engine.warmup import warm_up  # apps.py loads before models: import on use
     from models_mgmt.training.reaper import training_jobs_reap  # apps.py loads before models: import on use
 
     try:
@@ -23,3 +25,8 @@ def _reap_on_worker_start(sender: object, proc_name: str, **kwargs: object) -> N
             logging.getLogger(__name__).warning("reaped training job %s: %s", job_id, action)
     except Exception:
         logging.getLogger(__name__).exception("reaping training jobs at worker start failed")
+    if settings.TRAINING_WORKER_WARMUP:
+        try:
+            warm_up()  # the first job's progress feed is not silenced by one-time imports and ONNX init
+        except Exception:
+            logging.getLogger(__name__).exception("warming up the training worker failed")

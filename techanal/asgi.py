@@ -13,6 +13,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from models_mgmt.realtime.auth import BearerOrSessionAuth  # noqa: E402
 from models_mgmt.realtime.routing import websocket_urlpatterns  # noqa: E402
+from techanal.http_server import leave_request_bodies_to_django  # noqa: E402
+
+leave_request_bodies_to_django()
 
 application = ProtocolTypeRouter(
     {

@@ -92,6 +92,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The dashboard's filters live with the dashboard (Django looks only in models_mgmt/templatetags/).
+            "libraries": {"dashboard_format": "models_mgmt.dashboard.templatetags.dashboard_format"},
         },
     },
 ]
@@ -122,6 +124,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+        "monitoring": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
     }
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
@@ -132,6 +135,9 @@ else:
         # django-q2 keeps cluster statistics in a cache; a database cache lets the web process see
         # the worker's statistics (a local-memory cache is private to each process).
         "qcluster": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "qcluster_cache"},
+        # Drift reports computed by a worker (scheduled checks, after an activation or new bars) are
+        # served by the web process from here: a database cache is shared by both processes.
+        "monitoring": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "monitoring_cache"},
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -139,6 +145,9 @@ TRAINING_JOB_TIMEOUT_S = env.int("TRAINING_JOB_TIMEOUT_S", default=6 * 3600)
 # A running job whose heartbeat is older than this (or whose worker process is gone) is reaped.
 TRAINING_HEARTBEAT_TIMEOUT_S = env.int("TRAINING_HEARTBEAT_TIMEOUT_S", default=120)
 TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=3)
+# A worker process pays its one-time costs (torch, pandas, onnxruntime imports, the first ONNX
+# export) when it starts, so its first job's progress feed never goes silent for them.
+TRAINING_WORKER_WARMUP = env.bool("TRAINING_WORKER_WARMUP", default=True)
 Q_CLUSTER = {
     "name": "techanal",
     "workers": env.int("TRAINING_WORKERS", default=2),
@@ -175,7 +184,7 @@ LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "models_mgmt.api.authentication.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -283,6 +292,9 @@ MONITORING_ALERT_CLEAR_AFTER = env.int("MONITORING_ALERT_CLEAR_AFTER", default=3
 MONITORING_CHECK_MINUTES = env.int("MONITORING_CHECK_MINUTES", default=60)
 MONITORING_RESOLVE_MINUTES = env.int("MONITORING_RESOLVE_MINUTES", default=5)
 MONITORING_PREDICT_MAX_BARS = env.int("MONITORING_PREDICT_MAX_BARS", default=1000)
+# A drift report's data and prediction sections are cached per version, window and state of the
+# dataset's bars (new bars or another active version make a new key); entries expire after this.
+MONITORING_CACHE_SECONDS = env.int("MONITORING_CACHE_SECONDS", default=24 * 3600)
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
 ALERT_WEBHOOK_TIMEOUT_S = env.float("ALERT_WEBHOOK_TIMEOUT_S", default=3.0)

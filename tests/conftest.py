@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -13,11 +13,13 @@ pytest_plugins = ["tests.llm_base"]  # the tiny local base model of the llm-lora
 
 
 @pytest.fixture(autouse=True)
-def _fresh_throttles():
-    """Throttle counters live in the cache; each test starts with none."""
-    cache.clear()
+def _fresh_caches():
+    """Throttle counters and cached drift reports live in caches; each test starts with none."""
+    for alias in ("default", "monitoring"):
+        caches[alias].clear()
     yield
-    cache.clear()
+    for alias in ("default", "monitoring"):
+        caches[alias].clear()
 
 
 def bearer(user) -> APIClient:

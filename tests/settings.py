@@ -14,6 +14,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", VAR_DIR / "test-artifacts"))  # noqa: F405
 # Tests render pages without running collectstatic first.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+# Each test starts with an empty drift-report cache (tests/conftest.py clears it): local memory,
+# where the product shares a database (or Redis) cache between the web process and the workers.
+CACHES = {**CACHES, "monitoring": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mon"}}  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405

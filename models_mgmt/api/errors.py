@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, serializers
@@ -67,6 +68,29 @@ def errors(*codes: int) -> dict[int, type[ErrorSerializer]]:
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: what Django refuses before any view runs (a body over DATA_UPLOAD_MAX_MEMORY_SIZE,
+    too many form fields, a Host not in ALLOWED_HOSTS) answers the JSON error body under /api/."""
+    if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            body = {"detail": "The request body is too large.", "code": "request_too_large"}
+        elif isinstance(exception, TooManyFieldsSent):
+            body = {"detail": "The request has too many form fields.", "code": "too_many_fields"}
+        else:
+            body = {"detail": "Bad request.", "code": "bad_request"}
+        return JsonResponse(body, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler403: a PermissionDenied raised outside DRF (middleware) answers the JSON error body under /api/."""
+    if _is_api(request):
+        return JsonResponse(
+            {"detail": "You do not have permission to perform this action.", "code": "permission_denied"}, status=403
+        )
+    return defaults.permission_denied(request, exception)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

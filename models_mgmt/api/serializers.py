@@ -19,7 +19,7 @@ from models_mgmt.models.dataset import dataset_name_validator
 from models_mgmt.monitoring.serving import LOOKBACK_BARS
 from models_mgmt.permissions import model_perms_of
 from models_mgmt.selectors import active_version_of, live_job_of
-from models_mgmt.services.training_config import training_config_resolve
+from models_mgmt.services.training_config import BOUNDS, TYPE_MESSAGES, range_message, training_config_resolve
 
 
 class StrictSerializer(serializers.Serializer):
@@ -195,6 +195,39 @@ class ActivateResultSerializer(serializers.Serializer):
 # --- Fine-tuning -------------------------------------------------------------------------------
 
 
+class ConfigIntegerField(serializers.IntegerField):
+    """Refuses JSON true/false, which DRF would otherwise read as 1/0."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ConfigFloatField(serializers.FloatField):
+    """Refuses JSON true/false: DRF reads true as 1.0, so `validationSplit: true` got a range message."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def config_number(name: str, **kwargs: Any) -> serializers.Field:
+    """A FineTuningConfig number with the service's bounds and its wording for each kind of mistake."""
+    kind, low, high, open_low = BOUNDS[name]
+    messages: dict[str, Any] = {
+        "invalid": TYPE_MESSAGES[kind],
+        "min_value": range_message(name),
+        "max_value": range_message(name),
+    }
+    limits: dict[str, Any] = {} if open_low else {"min_value": low}  # an open bound: the service checks it
+    if high is not None:
+        limits["max_value"] = high
+    field_class = ConfigIntegerField if kind is int else ConfigFloatField
+    return field_class(required=False, error_messages=messages, **limits, **kwargs)
+
+
 class FineTuningConfigSerializer(StrictSerializer):
     """A partial FineTuningConfig: fields left out take the configured defaults."""
 
@@ -206,16 +239,14 @@ class FineTuningConfigSerializer(StrictSerializer):
         "llm-lora: registered base model (default: the model's baseModel)",
     )
     dataset = serializers.CharField(required=False, help_text="dataset name; default: the model's default")
-    trainingDataSize = serializers.IntegerField(
-        required=False, min_value=1, help_text="most recent N bars of the window; default: all"
-    )
+    trainingDataSize = config_number("trainingDataSize", help_text="most recent N bars of the window; default: all")
     startDate = serializers.DateField(required=False, help_text="first bar of the window; default: the first")
     endDate = serializers.DateField(required=False, help_text="last bar of the window; default: the last")
-    epochs = serializers.IntegerField(required=False, min_value=1, max_value=10000)
-    learningRate = serializers.FloatField(required=False)
-    batchSize = serializers.IntegerField(required=False, min_value=1, max_value=65536)
-    validationSplit = serializers.FloatField(required=False)
-    earlyStoppingPatience = serializers.IntegerField(required=False, min_value=0)
+    epochs = config_number("epochs")
+    learningRate = config_number("learningRate")
+    batchSize = config_number("batchSize")
+    validationSplit = config_number("validationSplit")
+    earlyStoppingPatience = config_number("earlyStoppingPatience")
     activationPolicy = serializers.ChoiceField(choices=ActivationPolicy.values, required=False)
     hyperparameters = serializers.DictField(required=False)
 

@@ -4,16 +4,21 @@ nothing is invented: a missing value is shown as missing."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils import timezone
 
 from models_mgmt import selectors
 from models_mgmt.choices import LIVE_JOB_STATUSES, VersionStatus
 from models_mgmt.engine.families import FAMILIES
 from models_mgmt.models import AIModel, ModelVersion
+from models_mgmt.monitoring.live import serving_latency
 from models_mgmt.permissions import UserLike, model_perms_of
+
+RESPONSE_TIME_WINDOW = dt.timedelta(days=7)
 
 TASK_METRICS = (
     ("accuracy", "Accuracy"),
@@ -59,6 +64,10 @@ def seconds(value: Any) -> str:
     return f"{number:.1f} s" if number < 120 else f"{number / 60:.1f} min"
 
 
+def _trend(delta: float | None) -> str:
+    return "" if delta is None else ("up" if delta > 0.0005 else "down" if delta < -0.0005 else "flat")
+
+
 def versus(value: Any, baseline: Any) -> dict[str, Any]:
     """A metric beside its baseline, with the difference in percentage points."""
     v, b = _number(value), _number(baseline)
@@ -72,6 +81,31 @@ def versus(value: Any, baseline: Any) -> dict[str, Any]:
 
 
 # --- context builders -----------------------------------------------------------------------------
+
+
+def edge(version: ModelVersion | None, metric: str) -> float | None:
+    """The version's validation `metric` minus its majority-class baseline (the model's edge)."""
+    if version is None:
+        return None
+    value = version.accuracy if metric == "accuracy" else (version.performance_metrics or {}).get(metric)
+    baseline = (version.baselines or {}).get("overallScore" if metric == "accuracy" else metric)
+    v, b = _number(value), _number(baseline)
+    return None if v is None or b is None else v - b
+
+
+def points(delta: float | None) -> str:
+    return "" if delta is None else f"{delta * 100:+.1f} pt vs baseline"
+
+
+def response_time(model: AIModel, active: ModelVersion | None) -> dict[str, str]:
+    """Serving latency on real requests when there was traffic; else the engine's inference time,
+    labelled as such (it leaves out features, the database and the HTTP stack)."""
+    served = serving_latency(model, timezone.now() - RESPONSE_TIME_WINDOW)
+    if served["p50"] is not None:
+        return {"value": ms(served["p50"]), "basis": f"serving p50 of {served['requests']} requests in 7 days"}
+    if active is not None and active.response_time_ms is not None:
+        return {"value": ms(active.response_time_ms), "basis": "engine inference only (no requests in 7 days)"}
+    return {"value": "—", "basis": ""}
 
 
 def model_rows(user: UserLike) -> list[dict[str, Any]]:
@@ -89,7 +123,12 @@ def model_rows(user: UserLike) -> list[dict[str, Any]]:
                 "active_version": active.version if active else None,
                 "accuracy": pct(active.accuracy) if active else "—",
                 "accuracy_value": active.accuracy if active else None,
-                "response_time": ms(active.response_time_ms) if active else "—",
+                "accuracy_edge": points(edge(active, "accuracy")),
+                "accuracy_edge_value": edge(active, "accuracy"),
+                "signal": pct((active.performance_metrics or {}).get("signalAccuracy")) if active else "—",
+                "signal_edge": points(edge(active, "signalAccuracy")),
+                "signal_trend": _trend(edge(active, "signalAccuracy")),
+                "response_time": response_time(model, active),
                 "job": job,
                 "perms": [c.removesuffix("_aimodel") for c in model_perms_of(user, model)],
             }

@@ -37,6 +37,7 @@ def models_tab(request: HttpRequest) -> HttpResponse:
         "total": len(rows),
         "active": sum(1 for r in rows if r["active_version"]),
         "accuracy": p.pct(p.average([r["accuracy_value"] for r in rows])),
+        "accuracy_edge": p.points(p.average([r["accuracy_edge_value"] for r in rows])),
         "jobs_now": jobs_now,
     }
     return _page(request, "models.html", "models", models=rows, overview=overview)
@@ -122,6 +123,7 @@ def monitoring_tab(request: HttpRequest) -> HttpResponse:
         "monitoring",
         models=rows,
         average_accuracy=p.pct(p.average([r["accuracy_value"] for r in rows])),
+        average_edge=p.points(p.average([r["accuracy_edge_value"] for r in rows])),
         with_active=sum(1 for r in rows if r["active_version"]),
         jobs=p.live_jobs(request.user),
         health_status=health["status"],

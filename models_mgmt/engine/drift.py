@@ -14,9 +14,23 @@ Why the KS p-value uses an *effective* sample size: daily features are strongly 
 a handful of independent draws). The plain KS test treats them as independent and calls even two
 calm halves of 2005 different. `effective_size` shrinks n by the lag-1 autocorrelation
 (n(1-r)/(1+r)), and the p-value comes from the asymptotic Kolmogorov distribution at that n.
-A feature drifts when the move is large (PSI on the training deciles) *and* significant (KS);
-the window drifts when a share of the features drift (`verdict`). On the S&P 500 this calls
-2005 vs Sep-Dec 2008 a drift and no half of any calm year against the other (tests/monitoring).
+
+Levels of a feature (`column_drift`), never `stable` while PSI is at or over the alert level:
+
+* `drift` -- PSI >= alert and the move is significant (KS at the effective size), or PSI >= alert
+  and larger than anything the feature moved between windows of the same length *inside the
+  training history* (`history_psi`: the regime the model already saw; needs at least
+  `HISTORY_MIN_WINDOWS` windows, so a short reference is not judged against itself);
+* `shifted` -- PSI >= alert, but neither significant at the effective sample size nor beyond the
+  training history's range: a large move the data cannot show to be more than noise (the report
+  says so, with the effective n and the history's range);
+* `warning` -- PSI >= warn and significant;
+* `stable` -- otherwise.
+
+The window drifts when a share of the features drift (`verdict`); `shifted` features are listed
+but do not by themselves raise the verdict. On the S&P 500 this calls 2005 vs Sep-Dec 2008 a
+drift, 2003-2007 vs Sep-Dec 2008 a drift through the history rule as well, and no half of any
+calm year against the other (tests/monitoring).
 """
 
 from __future__ import annotations
@@ -24,12 +38,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np  # heavy: loaded on first use, not when the module is imported
 
+# The standard library's normal distribution: live metrics need only its cdf and quantile, and
+# importing scipy.stats for them cost the first GET metrics of a process seconds (issue 11.11).
+STANDARD_NORMAL = NormalDist()
 PSI_EPSILON = 1e-4  # an empty bin counts as this share, so PSI stays finite
+HISTORY_MIN_WINDOWS = 4  # training-history windows needed before a PSI is judged against them
+LEVELS = ("stable", "warning", "shifted", "drift")
 
 
 @dataclass(frozen=True)
@@ -51,17 +71,30 @@ class ColumnDrift:
     wasserstein: float  # in reference standard deviations
     reference_mean: float
     current_mean: float
-    level: str  # "stable" | "warning" | "drift"
+    level: str  # see LEVELS
+    effective_n: float = 0.0  # the KS test's effective sample size (both samples combined)
+    history_psi_max: float | None = None  # the largest PSI between training-history windows (None: too few)
+    history_windows: int = 0
+    detail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "psi": round(self.psi, 6),
-            "ks": {"statistic": round(self.ks_statistic, 6), "pValue": float(f"{self.ks_pvalue:.6g}")},
+            "ks": {
+                "statistic": round(self.ks_statistic, 6),
+                "pValue": float(f"{self.ks_pvalue:.6g}"),
+                "effectiveN": round(self.effective_n, 1),
+            },
             "wasserstein": round(self.wasserstein, 6),
             "referenceMean": float(f"{self.reference_mean:.6g}"),
             "currentMean": float(f"{self.current_mean:.6g}"),
+            "history": {
+                "psiMax": round(self.history_psi_max, 6) if self.history_psi_max is not None else None,
+                "windows": self.history_windows,
+            },
             "level": self.level,
+            "detail": self.detail,
         }
 
 
@@ -71,6 +104,7 @@ class Verdict:
     score: float  # share of columns that drift, 0..1
     drifted: list[str] = field(default_factory=list)
     warned: list[str] = field(default_factory=list)
+    shifted: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,9 +184,28 @@ def ks(reference: Any, current: Any, *, autocorrelated: bool = True) -> tuple[fl
     result = ks_2samp(ref, cur)
     if not autocorrelated:
         return float(result.statistic), float(result.pvalue)
-    n1, n2 = effective_size(ref), effective_size(cur)
-    n = n1 * n2 / (n1 + n2)
+    n = combined_effective_size(ref, cur)
     return float(result.statistic), float(kstwobign.sf(float(result.statistic) * math.sqrt(n)))
+
+
+def combined_effective_size(reference: Any, current: Any) -> float:
+    """n1*n2/(n1+n2) at the effective sizes: the n the KS p-value is taken at."""
+    n1, n2 = effective_size(reference), effective_size(current)
+    return n1 * n2 / (n1 + n2) if n1 + n2 else 0.0
+
+
+def history_psi(
+    reference: Any, window: int, histogram: tuple[Sequence[float], Sequence[int]] | None = None
+) -> list[float]:
+    """PSI of each consecutive window of the reference (in its order, which must be chronological)
+    against the whole reference: how far the feature moves between windows of the regime the model
+    already saw. Windows are as long as the compared window, at most half the reference."""
+    ref = _finite(reference)
+    size = min(int(window), len(ref) // 2)
+    if size < 2:
+        return []
+    chunks = [ref[i * size : (i + 1) * size] for i in range(len(ref) // size)]
+    return [psi_from_histogram(*histogram, chunk) if histogram else psi(ref, chunk) for chunk in chunks]
 
 
 def wasserstein(reference: Any, current: Any) -> float:
@@ -179,13 +232,37 @@ def column_drift(
     value = psi_from_histogram(*histogram, cur) if histogram else psi(ref, cur)
     statistic, pvalue = ks(ref, cur)
     distance = wasserstein(ref, cur)
+    effective_n = combined_effective_size(ref, cur) if len(ref) and len(cur) else 0.0
+    history = [h for h in history_psi(ref, len(cur), histogram) if math.isfinite(h)]
+    history_max = max(history) if len(history) >= HISTORY_MIN_WINDOWS else None
     significant = math.isfinite(pvalue) and pvalue < thresholds.ks_pvalue
-    if math.isfinite(value) and value >= thresholds.psi_alert and significant:
+    large = math.isfinite(value) and value >= thresholds.psi_alert
+    beyond_history = history_max is not None and large and value > history_max
+    n_text = f"effective n={effective_n:.0f}"
+    if large and significant:
+        level, detail = (
+            "drift",
+            f"PSI {value:.2f} >= {thresholds.psi_alert}, significant (KS p={pvalue:.1e} at {n_text})",
+        )
+    elif beyond_history:
         level = "drift"
+        detail = (
+            f"PSI {value:.2f} >= {thresholds.psi_alert}, beyond the training history (at most {history_max:.2f} "
+            f"between its {len(history)} windows), though not significant at {n_text}"
+        )
+    elif large:
+        level = "shifted"
+        within = (
+            f"within the training history's range (up to {history_max:.2f} between its {len(history)} windows)"
+            if history_max is not None
+            else f"too little training history to compare ({len(history)} window(s))"
+        )
+        detail = f"shifted, not significant at {n_text} (KS p={pvalue:.2g}); {within}"
     elif math.isfinite(value) and value >= thresholds.psi_warn and significant:
-        level = "warning"
+        level, detail = "warning", f"PSI {value:.2f} >= {thresholds.psi_warn}, significant (KS p={pvalue:.1e})"
     else:
         level = "stable"
+        detail = f"PSI {value:.2f} < {thresholds.psi_warn}" if value < thresholds.psi_warn else "not significant"
     return ColumnDrift(
         name=name,
         psi=value if math.isfinite(value) else 0.0,
@@ -195,6 +272,10 @@ def column_drift(
         reference_mean=float(ref.mean()) if len(ref) else 0.0,
         current_mean=float(cur.mean()) if len(cur) else 0.0,
         level=level,
+        effective_n=effective_n,
+        history_psi_max=history_max,
+        history_windows=len(history),
+        detail=detail,
     )
 
 
@@ -217,9 +298,10 @@ def matrix_drift(
 
 def verdict(columns: Sequence[ColumnDrift], thresholds: Thresholds) -> Verdict:
     """`drift` when at least `feature_share` of the columns drift; `warning` when any column
-    drifts or warns; else `stable`."""
+    drifts or warns; else `stable` (shifted columns are listed, see the module docstring)."""
     drifted = [c.name for c in columns if c.level == "drift"]
     warned = [c.name for c in columns if c.level == "warning"]
+    shifted = [c.name for c in columns if c.level == "shifted"]
     share = len(drifted) / len(columns) if columns else 0.0
     if columns and share >= thresholds.feature_share:
         level = "drift"
@@ -227,7 +309,7 @@ def verdict(columns: Sequence[ColumnDrift], thresholds: Thresholds) -> Verdict:
         level = "warning"
     else:
         level = "stable"
-    return Verdict(level=level, score=round(share, 6), drifted=drifted, warned=warned)
+    return Verdict(level=level, score=round(share, 6), drifted=drifted, warned=warned, shifted=shifted)
 
 
 @dataclass(frozen=True)
@@ -256,24 +338,20 @@ def accuracy_drop_test(
     live_correct: int, live_count: int, reference_accuracy: float, reference_count: int, alpha: float
 ) -> ProportionTest:
     """One-sided two-proportion z-test with a pooled variance: H1 = live accuracy < reference."""
-    from scipy.stats import norm  # heavy: scipy loads when drift is computed
-
     live = live_correct / live_count if live_count else 0.0
     pooled_n = live_count + reference_count
     pooled = (live_correct + reference_accuracy * reference_count) / pooled_n if pooled_n else 0.0
     variance = pooled * (1 - pooled) * (1 / max(live_count, 1) + 1 / max(reference_count, 1))
     z = (live - reference_accuracy) / math.sqrt(variance) if variance > 0 else 0.0
-    p_value = float(norm.cdf(z)) if live_count and reference_count else 1.0
+    p_value = STANDARD_NORMAL.cdf(z) if live_count and reference_count else 1.0
     return ProportionTest(live, live_count, reference_accuracy, reference_count, z, p_value, p_value < alpha)
 
 
 def wilson_interval(correct: int, count: int, confidence: float = 0.95) -> tuple[float, float] | None:
     """Wilson score interval of a proportion (None without observations)."""
-    from scipy.stats import norm  # heavy: scipy loads when drift is computed
-
     if count <= 0:
         return None
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = STANDARD_NORMAL.inv_cdf(0.5 + confidence / 2)
     p = correct / count
     denominator = 1 + z * z / count
     centre = (p + z * z / (2 * count)) / denominator

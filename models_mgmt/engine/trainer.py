@@ -7,9 +7,11 @@ Design choices and why:
   `torch.Generator`, deterministic algorithms and a fixed thread count are enforced, and the
   global RNG (used by dropout) is forked so other code in the process neither disturbs nor is
   disturbed by a run.
-* **Early stopping** on validation loss. The starting weights are scored first (epoch 0), so a
-  fine-tune that only makes a base model worse keeps the base weights. The best weights are
-  restored at the end. `early_stopping_patience` 0 turns it off.
+* **Best trained epoch** on validation loss. The starting weights are scored first (epoch 0) and
+  recorded (`start_val_loss`), but the weights restored at the end are always those of the best
+  *trained* epoch: a version is never its parent's weights again under a new number. Whether that
+  epoch beat the starting weights is reported (`improved_on_start`), not hidden. Early stopping
+  (`early_stopping_patience`, 0 turns it off) counts epochs without a new best trained epoch.
 * **Checkpoint after every epoch** (see `checkpoint.py`; written by a background thread, flushed
   before `fit` returns); resuming restores the RNG and generator
   states too, so a resumed run equals an uninterrupted one.
@@ -50,10 +52,12 @@ class FitOutcome:
     status: str  # "succeeded" | "stopped"
     model: MultiTaskNet  # holding the best weights
     epochs_run: int
-    best_epoch: int  # 0 = the starting weights were never beaten
-    best_val_loss: float
+    best_epoch: int  # the trained epoch whose weights were kept (0 only when no epoch finished)
+    best_val_loss: float  # validation loss measured at best_epoch
     final_val_loss: float  # of the last finished epoch
     final_train_loss: float | None
+    start_val_loss: float | None  # validation loss of the starting weights (epoch 0)
+    best_train_loss: float | None  # training loss of best_epoch
     steps_run: int
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoint_path: str | None = None
@@ -70,6 +74,7 @@ class _State:
     steps_run: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    start_loss: float | None = None  # validation loss of the starting weights
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -204,11 +209,12 @@ def _fit(
         torch.set_rng_state(resume["torch_rng"])
         generator.set_state(resume["generator"])
         state = _State(**resume["state"])
-        last_val = state.history[-1]["val_loss"] if state.history else state.best_loss
+        last_val = state.history[-1]["val_loss"] if state.history else (state.start_loss or state.best_loss)
         last_metrics = state.history[-1]["metrics"] if state.history else {}
     else:
         last_val, last_metrics = validate()
-        state.best_loss, state.best_weights = last_val, _snapshot(model)
+        state.start_loss = last_val
+        state.best_weights = _snapshot(model)  # kept only while no epoch has finished (a stop in epoch 1)
 
     n = len(x_train)
     steps_per_epoch = math.ceil(n / spec.batch_size)
@@ -296,14 +302,17 @@ def _fit(
 
     model.load_state_dict(state.best_weights)
     model.eval()
+    best_row = next((row for row in state.history if row["epoch"] == state.best_epoch), None)
     return FitOutcome(
         status=status,
         model=model,
         epochs_run=state.epoch,
         best_epoch=state.best_epoch,
-        best_val_loss=state.best_loss,
+        best_val_loss=best_row["val_loss"] if best_row else last_val,
         final_val_loss=last_val,
         final_train_loss=last_train_loss,
+        start_val_loss=state.start_loss,
+        best_train_loss=best_row["train_loss"] if best_row else None,
         steps_run=state.steps_run,
         history=state.history,
         checkpoint_path=str(checkpoint_path) if checkpoint_path is not None and state.epoch > 0 else None,

@@ -15,11 +15,16 @@ Public API::
         resume_from=None,                               # a checkpoint.pt (or a work_dir holding one)
         on_progress=lambda report: ...,                 # ProgressReport, at most every 0.5 s
         on_epoch=lambda report: ...,                    # EpochReport, after every epoch
+        on_phase=lambda phase: ...,                     # "building_features", "training", "evaluating", ...
         should_stop=event,                              # threading.Event or () -> bool; checked every batch
     )
 
 `result.status` is "succeeded" (an artifact was written: `artifact_dir`, `checksum`,
-`response_time_ms`) or "stopped" (no artifact; `checkpoint_path` can resume the run). Scores are
+`response_time_ms`) or "stopped" (no artifact; `checkpoint_path` can resume the run). The weights
+kept are those of the best trained epoch (`best_epoch` >= 1, its measured `best_val_loss` and
+`best_train_loss`), never the starting weights; `start_val_loss` is the starting weights' loss on
+the same validation window, `improved_on_start` says whether training beat it, and
+`weights_changed` is False when training left every weight exactly as it started. Scores are
 plain dicts with the wire's camelCase keys (`metrics`, `baselines`, `backtest`, see
 `evaluation.py`); `accuracy` is `metrics["overallScore"]`. Bad data or settings raise ValueError.
 """
@@ -42,16 +47,22 @@ if TYPE_CHECKING:
     import torch  # heavy: only the training worker loads torch
 
 ARTIFACT_DIR = "artifact"
+# The phases a run goes through, in order (the worker adds its own before and after).
+PHASES = ("building_features", "training", "evaluating", "backtesting", "exporting")
 
 
 @dataclass(frozen=True)
 class TrainingResult:
     status: str  # "succeeded" | "stopped"
     epochs_run: int
-    best_epoch: int  # 0 = the starting weights were never beaten on validation
+    best_epoch: int  # the trained epoch whose weights were kept (0 only if stopped in epoch 1)
     final_val_loss: float
-    best_val_loss: float
+    best_val_loss: float  # measured at best_epoch
     final_train_loss: float | None
+    start_val_loss: float | None  # the starting weights on the same validation window
+    best_train_loss: float | None  # measured at best_epoch
+    improved_on_start: bool  # best_val_loss < start_val_loss
+    weights_changed: bool  # False: the kept weights equal the starting weights exactly
     metrics: dict[str, float]  # patternRecognition, signalAccuracy, riskAssessment, overallScore
     baselines: dict[str, float]  # the same keys, for the training window's majority class
     backtest: dict[str, float | int]  # see evaluation.backtest
@@ -95,6 +106,7 @@ def run_training(
     resume_from: str | Path | None = None,
     on_progress: Callable[[ProgressReport], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | Any | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TrainingResult:
@@ -104,17 +116,24 @@ def run_training(
     from .artifact import write_artifact  # heavy: artifact pulls torch and onnx
     from .trainer import fit  # heavy: the trainer pulls torch
 
+    def phase(name: str) -> None:
+        if on_phase is not None:
+            on_phase(name)
+
     started = time.perf_counter()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    phase("building_features")
     split = spec.split(data)
     if resume_from is not None and Path(resume_from).is_dir():
         resume_from = Path(resume_from) / CHECKPOINT_NAME
+    starting = _initial_weights(init_weights)
+    phase("training")
     outcome = fit(
         spec,
         split,
         checkpoint_path=work / CHECKPOINT_NAME,
-        init_weights=_initial_weights(init_weights),
+        init_weights=starting,
         resume_from=resume_from,
         on_progress=on_progress,
         on_epoch=on_epoch,
@@ -122,12 +141,18 @@ def run_training(
         clock=clock,
     )
 
+    phase("evaluating")
     with torch.no_grad():
         x_val = torch.from_numpy(split.normalization.apply(split.x_val))
         probabilities = torch.sigmoid(outcome.model(x_val)).numpy()
     metrics = task_metrics(probabilities, split.y_val)
     baselines = majority_baselines(split.y_train, split.y_val)
+    phase("backtesting")
     trades = backtest(probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade)
+    kept = outcome.model.state_dict()
+    weights_changed = starting is None or any(
+        name not in starting or not torch.equal(tensor, starting[name]) for name, tensor in kept.items()
+    )
 
     summary: dict[str, Any] = {
         "status": outcome.status,
@@ -136,6 +161,14 @@ def run_training(
         "final_val_loss": outcome.final_val_loss,
         "best_val_loss": outcome.best_val_loss,
         "final_train_loss": outcome.final_train_loss,
+        "start_val_loss": outcome.start_val_loss,
+        "best_train_loss": outcome.best_train_loss,
+        "improved_on_start": bool(
+            outcome.start_val_loss is not None
+            and outcome.best_epoch > 0
+            and outcome.best_val_loss < outcome.start_val_loss
+        ),
+        "weights_changed": weights_changed,
         "metrics": metrics,
         "baselines": baselines,
         "backtest": trades,
@@ -150,7 +183,8 @@ def run_training(
         "checkpoint_path": outcome.checkpoint_path,
     }
     artifact = None
-    if outcome.status == "succeeded":
+    if outcome.status == "succeeded" and weights_changed:
+        phase("exporting")
         artifact = write_artifact(
             work / ARTIFACT_DIR,
             model=outcome.model,

@@ -119,12 +119,49 @@ COMPARED_METRICS: tuple[tuple[str, str, bool], ...] = (
 MAX_COMPARED_VERSIONS = 20
 
 
+# Rows measured on each version's own validation window (all but the serving latency): a star
+# across different windows would compare different bars, so it is only given among versions whose
+# windows are the same (heldOut compares all of them on one window instead).
+PER_WINDOW_METRICS = frozenset(label for label, _, _ in COMPARED_METRICS) - {"responseTime"}
+
+
 def _metric_value(version: ModelVersion, path: str) -> float | None:
     head, _, key = path.partition(".")
     value = getattr(version, head)
     if key:
         value = value.get(key) if isinstance(value, dict) else None
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _unmeasured_loss(version: ModelVersion) -> str | None:
+    """Why a version's recorded loss is not one its own training measured (None: it is).
+
+    Versions registered before losses were labelled could keep their starting weights (bestEpoch
+    0), and then recorded the starting weights' loss as theirs.
+    """
+    metadata = version.metadata or {}
+    epoch = metadata.get("lossEpoch", metadata.get("bestEpoch"))
+    if isinstance(epoch, int) and epoch < 1:
+        return "the recorded loss is the starting weights', not a trained epoch's"
+    return None
+
+
+def _metric_row(label: str, path: str, higher_is_better: bool, chosen: list[ModelVersion]) -> dict[str, Any]:
+    notes: dict[str, str] = {}
+    values: dict[str, float | None] = {}
+    for version in chosen:
+        values[version.version] = _metric_value(version, path)
+        why = _unmeasured_loss(version) if label == "validationLoss" else None
+        if why and values[version.version] is not None:
+            values[version.version], notes[version.version] = None, why
+    present = {k: x for k, x in values.items() if x is not None}
+    best = None
+    windows = {tuple((v.metadata or {}).get("validationWindow") or ()) for v in chosen if v.version in present} - {()}
+    if label in PER_WINDOW_METRICS and len(windows) > 1:
+        notes["*"] = "measured on different validation windows: no best value (see heldOut for one common window)"
+    elif len(present) >= 2 and len(set(present.values())) > 1:
+        best = (max if higher_is_better else min)(present, key=present.__getitem__)
+    return {"metric": label, "higherIsBetter": higher_is_better, "values": values, "best": best, "notes": notes}
 
 
 def model_version_comparison(
@@ -149,12 +186,7 @@ def model_version_comparison(
         chosen = list(queryset[:MAX_COMPARED_VERSIONS])
     rows = []
     for label, path, higher_is_better in COMPARED_METRICS:
-        values = {v.version: _metric_value(v, path) for v in chosen}
-        present = {k: x for k, x in values.items() if x is not None}
-        best = None
-        if len(present) >= 2 and len(set(present.values())) > 1:
-            best = (max if higher_is_better else min)(present, key=present.__getitem__)
-        rows.append({"metric": label, "higherIsBetter": higher_is_better, "values": values, "best": best})
+        rows.append(_metric_row(label, path, higher_is_better, chosen))
     model = selectors.ai_model_get(user, model_name)
     held_out = held_out_comparison(model, chosen, start=start, end=end)
     return {"modelName": model_name, "versions": chosen, "metrics": rows, "heldOut": held_out}

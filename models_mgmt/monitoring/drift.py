@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 
 from models_mgmt import selectors
 from models_mgmt.choices import VersionStatus
@@ -26,6 +28,8 @@ from models_mgmt.permissions import UserLike
 from . import serving
 from .scoring import score_on_window
 from .windows import HISTORY_DAYS, iso_day
+
+logger = logging.getLogger(__name__)
 
 
 def thresholds() -> drift.Thresholds:
@@ -155,6 +159,82 @@ def _rollback_candidate(model: AIModel, active: ModelVersion) -> ModelVersion | 
     )
 
 
+def _sections_key(active: ModelVersion, dataset: Dataset, start: dt.date | None, end: dt.date | None) -> str:
+    """Everything the data and prediction sections depend on: the version's weights, the dataset's
+    bars (appending bars changes count and last date), the window and the thresholds."""
+    limits = thresholds()
+    parts = (
+        active.pk, active.checksum[:16], dataset.pk, dataset.bar_count, dataset.last_date, start, end,
+        settings.MONITORING_DRIFT_WINDOW_BARS, limits.psi_warn, limits.psi_alert, limits.ks_pvalue,
+        limits.feature_share, limits.min_samples,
+    )  # fmt: skip
+    return "drift-sections:v1:" + ":".join(str(part) for part in parts)
+
+
+def _cache_call(method: str, *args: Any) -> Any:
+    """The cache is a speed-up: an unreachable Redis or a missing cache table (`createcachetable`
+    not run) costs a recomputation, never the report."""
+    try:
+        return getattr(caches["monitoring"], method)(*args)
+    except Exception:
+        logger.warning("monitoring cache unavailable (%s); computing without it", method, exc_info=True)
+        return None
+
+
+def _window_sections(
+    model: AIModel, active: ModelVersion, dataset: Dataset | None, start: dt.date | None, end: dt.date | None
+) -> dict[str, Any]:
+    """The data and prediction drift of `active` on the window: the expensive part of a report
+    (features over the training and recent windows, ONNX outputs, the statistics), cached in the
+    shared `monitoring` cache so a report computed by a worker is served at once."""
+    limits = thresholds()
+    dataset = dataset or model.default_dataset or active.dataset
+    key = _sections_key(active, dataset, start, end) if dataset is not None else None
+    if key is not None:
+        cached = _cache_call("get", key)
+        if cached is not None:
+            return {**cached, "cache": "hit"}
+    reference = reference_features(active)
+    if reference is None:
+        return {"status": "insufficient_data",
+                "detail": f"{active.version} records no training window or dataset, so it has no reference "
+                "distribution to compare with."}  # fmt: skip
+    ref_matrix, ref_info = reference
+    dataset, _, cur_matrix, dates = current_window(model, active, dataset, start, end)
+    if dataset is None or len(dates) < limits.min_samples:
+        return {"status": "insufficient_data", "reference": ref_info,
+                "detail": f"The recent window holds {len(dates)} usable bar(s); at least {limits.min_samples} "
+                "are needed."}  # fmt: skip
+    window = {"dataset": dataset.name, "start": iso_day(dates[0]), "end": iso_day(dates[-1]), "bars": len(dates)}
+    columns = drift.matrix_drift(ref_matrix, cur_matrix, FEATURE_NAMES, limits, _stored_histograms(active))
+    data_verdict = drift.verdict(columns, limits)
+    prediction: dict[str, Any]
+    try:
+        ref_out, cur_out = _probabilities(active, ref_matrix), _probabilities(active, cur_matrix)
+        outputs = drift.matrix_drift(ref_out, cur_out, TASKS, limits)
+        prediction = {"verdict": drift.verdict(outputs, limits).level, "outputs": [o.as_dict() for o in outputs],
+                      "source": "the active version run on the window's bars vs on its training window"}  # fmt: skip
+    except Exception as exc:  # an unreadable artifact must not hide the data drift
+        prediction = {"verdict": "unavailable", "outputs": [], "source": f"artifact unreadable: {exc}"}
+    sections = {
+        "status": "computed",
+        "reference": ref_info,
+        "window": window,
+        "features": [c.as_dict() for c in columns],
+        "dataDrift": {
+            "verdict": data_verdict.level,
+            "score": data_verdict.score,
+            "drifted": data_verdict.drifted,
+            "warned": data_verdict.warned,
+            "shifted": data_verdict.shifted,
+        },
+        "predictionDrift": prediction,
+    }
+    if key is not None:
+        _cache_call("set", key, sections, settings.MONITORING_CACHE_SECONDS)
+    return {**sections, "cache": "miss"}
+
+
 def drift_report_compute(
     model: AIModel,
     active: ModelVersion | None,
@@ -185,43 +265,24 @@ def drift_report_compute(
     if active is None:
         return {**base, "status": "no_active_version", "verdict": "insufficient_data",
                 "detail": "The model has no active version to watch."}  # fmt: skip
-    reference = reference_features(active)
-    if reference is None:
-        return {**base, "status": "insufficient_data", "verdict": "insufficient_data",
-                "detail": f"{active.version} records no training window or dataset, so it has no reference "
-                "distribution to compare with."}  # fmt: skip
-    ref_matrix, ref_info = reference
-    dataset, frame, cur_matrix, dates = current_window(model, active, dataset, start, end)
-    if dataset is None or len(dates) < limits.min_samples:
-        return {**base, "status": "insufficient_data", "verdict": "insufficient_data", "reference": ref_info,
-                "detail": f"The recent window holds {len(dates)} usable bar(s); at least {limits.min_samples} "
-                "are needed."}  # fmt: skip
-    window = {"dataset": dataset.name, "start": iso_day(dates[0]), "end": iso_day(dates[-1]), "bars": len(dates)}
-
-    columns = drift.matrix_drift(ref_matrix, cur_matrix, FEATURE_NAMES, limits, _stored_histograms(active))
-    data_verdict = drift.verdict(columns, limits)
-    prediction: dict[str, Any]
-    try:
-        ref_out, cur_out = _probabilities(active, ref_matrix), _probabilities(active, cur_matrix)
-        outputs = drift.matrix_drift(ref_out, cur_out, TASKS, limits)
-        prediction_verdict = drift.verdict(outputs, limits)
-        prediction = {"verdict": prediction_verdict.level, "outputs": [o.as_dict() for o in outputs],
-                      "source": "the active version run on the window's bars vs on its training window"}  # fmt: skip
-    except Exception as exc:  # an unreadable artifact must not hide the data drift
-        prediction_verdict = drift.Verdict("stable", 0.0)
-        prediction = {"verdict": "unavailable", "outputs": [], "source": f"artifact unreadable: {exc}"}
+    sections = _window_sections(model, active, dataset, start, end)
+    if sections["status"] != "computed":
+        return {**base, **sections, "verdict": "insufficient_data"}
+    columns, data_drift, prediction = sections["features"], sections["dataDrift"], sections["predictionDrift"]
+    window = sections["window"]
     performance = _performance(active, limits)
 
     reasons: list[str] = []
-    for column in sorted(columns, key=lambda c: -c.psi):
-        if column.level == "drift":
+    for column in sorted(columns, key=lambda c: -c["psi"]):
+        if column["level"] in ("drift", "shifted"):
             reasons.append(
-                f"feature {column.name} drifted: PSI {column.psi:.2f} >= {limits.psi_alert}, "
-                f"KS p={column.ks_pvalue:.1e}, "
-                f"mean {column.reference_mean:.4g} in training vs {column.current_mean:.4g} now"
+                f"feature {column['name']} {'drifted' if column['level'] == 'drift' else 'shifted'}: "
+                f"{column['detail']}; mean {column['referenceMean']:.4g} in training vs {column['currentMean']:.4g} now"
             )
-    reasons.insert(0, f"data drift: {len(data_verdict.drifted)} of {len(columns)} features drifted "
-                   f"(drift at >= {limits.feature_share:.0%}), {len(data_verdict.warned)} warn")  # fmt: skip
+    reasons.insert(0, f"data drift: {len(data_drift['drifted'])} of {len(columns)} features drifted "
+                   f"(drift at >= {limits.feature_share:.0%}), {len(data_drift['warned'])} warn, "
+                   f"{len(data_drift['shifted'])} shifted (PSI >= {limits.psi_alert} but neither significant "
+                   "nor beyond the training history)")  # fmt: skip
     if prediction["verdict"] in ("warning", "drift"):
         moved = ", ".join(f"{o['name']} mean {o['referenceMean']:.3f} -> {o['currentMean']:.3f}"
                           for o in prediction["outputs"] if o["level"] != "stable")  # fmt: skip
@@ -236,12 +297,17 @@ def drift_report_compute(
     elif performance["status"] == "insufficient_data":
         reasons.append(performance["detail"])
 
+    data_level = data_drift["verdict"]
     recommendation = "none"
     if performance["degraded"]:
         recommendation = "retrain"
         previous = _rollback_candidate(model, active)
-        if previous is not None and frame is not None:
+        used = Dataset.objects.filter(name=window["dataset"]).first()
+        if previous is not None and used is not None:
             start_day, end_day = dt.date.fromisoformat(str(window["start"])), dt.date.fromisoformat(str(window["end"]))
+            frame = selectors.dataset_bars_frame(
+                used, start=start_day - dt.timedelta(days=HISTORY_DAYS), end=end_day + dt.timedelta(days=120)
+            )
             mine = score_on_window(active, frame, start_day, end_day)
             theirs = score_on_window(previous, frame, start_day, end_day)
             if mine and theirs:
@@ -250,37 +316,54 @@ def drift_report_compute(
                     recommendation = f"rollback to {previous.version}"
                     reasons.append(f"{previous.version} scores {b:.3f} on the window's labelled bars vs {a:.3f} "
                                    f"for {active.version}")  # fmt: skip
-    elif data_verdict.level == "drift":
+    elif data_level == "drift":
         recommendation = "retrain"
-    elif data_verdict.level == "warning" or prediction["verdict"] in ("warning", "drift"):
+    elif data_level == "warning" or prediction["verdict"] in ("warning", "drift"):
         recommendation = "monitor"
 
-    if performance["degraded"] or data_verdict.level == "drift":
+    if performance["degraded"] or data_level == "drift":
         overall = "drift"
-    elif data_verdict.level == "warning" or prediction["verdict"] in ("warning", "drift"):
+    elif data_level == "warning" or prediction["verdict"] in ("warning", "drift"):
         overall = "warning"
     else:
         overall = "stable"
     return {
         **base,
-        "status": "computed",
+        **sections,
         "verdict": overall,
-        "driftScore": data_verdict.score,
+        "driftScore": data_drift["score"],
         "recommendation": recommendation,
         "reasons": reasons,
-        "reference": ref_info,
-        "window": window,
-        "features": [c.as_dict() for c in columns],
-        "dataDrift": {"verdict": data_verdict.level, "drifted": data_verdict.drifted, "warned": data_verdict.warned},
-        "predictionDrift": prediction,
         "performanceDrift": performance,
         "conditions": {
-            "data_drift": data_verdict.level == "drift",
+            "data_drift": data_level == "drift",
             "prediction_drift": prediction["verdict"] == "drift",
             "performance_drift": bool(performance["degraded"]),
         },
         "detail": f"{active.version}: {overall}; recommendation: {recommendation}.",
     }
+
+
+def drift_reports_warm(*, model_id: int | None = None, dataset_id: int | None = None) -> list[str]:
+    """Compute (and so cache) the default-window drift report of each model with an active version:
+    of one model, or of the models whose window reads `dataset_id`. Run by a worker after an
+    activation or new bars, so the web process serves the report at once."""
+    if not settings.MODEL_DRIFT_DETECTION_ENABLED:
+        return []
+    models = AIModel.objects.filter(versions__status=VersionStatus.ACTIVE).select_related("default_dataset")
+    if model_id is not None:
+        models = models.filter(pk=model_id)
+    warmed = []
+    for model in models.distinct():
+        active = model.versions.filter(status=VersionStatus.ACTIVE).select_related("dataset").first()
+        if active is None:
+            continue
+        used = model.default_dataset or active.dataset
+        if dataset_id is not None and (used is None or used.pk != dataset_id):
+            continue
+        drift_report_compute(model, active)
+        warmed.append(model.name)
+    return warmed
 
 
 def model_drift_report(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from models_mgmt import selectors
@@ -27,10 +28,19 @@ def accuracy_summary(correct_rows: list[dict[str, bool]]) -> dict[str, Any]:
             "correct": hits,
             "count": count,
             "ci95": [round(interval[0], 6), round(interval[1], 6)] if interval else None,
+            "enoughToJudge": count >= settings.MONITORING_MIN_SAMPLES,
         }
     values = [t["accuracy"] for t in tasks.values() if t["accuracy"] is not None]
     overall = round(sum(values) / len(values), 6) if len(values) == len(TASKS) else None
-    return {"tasks": tasks, "overallScore": overall, "resolved": len(correct_rows)}
+    return {
+        "tasks": tasks,
+        "overallScore": overall,
+        "resolved": len(correct_rows),
+        # Fewer resolved predictions than this say little (3 of 3 right is "100 %"): clients show the
+        # count and "too few to judge" instead of the percentage.
+        "minSamples": settings.MONITORING_MIN_SAMPLES,
+        "enoughToJudge": len(correct_rows) >= settings.MONITORING_MIN_SAMPLES,
+    }
 
 
 def live_metrics(model: AIModel, active: ModelVersion | None, since: dt.datetime) -> dict[str, Any]:
@@ -80,3 +90,17 @@ def model_live_metrics(user: UserLike, model_name: str, since: dt.datetime) -> d
     model = selectors.ai_model_get(user, model_name)
     active = selectors.active_version_of(model)
     return {"model": model, "active": active, "live": live_metrics(model, active, since)}
+
+
+def serving_latency(model: AIModel, since: dt.datetime, limit: int = 2000) -> dict[str, Any]:
+    """p50 of the serving latency of the model's latest predictions since `since` (at most `limit`)."""
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
+
+    latencies = list(
+        Prediction.objects.filter(model=model, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("latency_ms", flat=True)[:limit]
+    )
+    if not latencies:
+        return {"p50": None, "requests": 0}
+    return {"p50": round(float(np.percentile(latencies, 50)), 3), "requests": len(latencies)}

@@ -1,8 +1,11 @@
 """Websocket authentication: a bearer token in the handshake headers, or the browser's session.
 
 A token is never accepted in the URL (it would end up in logs). A connection that carries no
-`Authorization` header is a browser's: it must come from an allowed origin (no cross-site
-websocket hijacking) and authenticates with the session cookie.
+`Authorization` header but an `Origin` is a browser's: it must come from an allowed origin (no
+cross-site websocket hijacking) and authenticates with the session cookie. One with neither is a
+client without credentials: it reaches the consumer as anonymous and is closed with 4401, as
+documented, instead of being refused at the handshake (browsers always send `Origin`, so no
+session cookie is read for it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ def bearer_token(scope: dict[str, Any]) -> str | None:
             kind, _, token = value.decode("latin1").partition(" ")
             return token.strip() if kind.lower() == "bearer" else ""
     return None
+
+
+def has_origin(scope: dict[str, Any]) -> bool:
+    return any(name == b"origin" for name, _ in scope.get("headers", []))
 
 
 @database_sync_to_async
@@ -47,6 +54,8 @@ class BearerOrSessionAuth:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         token = bearer_token(scope)
         if token is None:
-            return await self.browser(scope, receive, send)
+            if has_origin(scope):
+                return await self.browser(scope, receive, send)
+            return await self.inner({**scope, "user": AnonymousUser(), "token_exp": None}, receive, send)
         user, expires = await user_for_token(token) if token else (AnonymousUser(), None)
         return await self.inner({**scope, "user": user, "token_exp": expires}, receive, send)

@@ -28,10 +28,24 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from models_mgmt.choices import TERMINAL_JOB_STATUSES, JobStatus
 from models_mgmt.models import AIModel, ProgressEvent, TrainingJob
 
 logger = logging.getLogger(__name__)
-LIVE_KEYS = ("loss", "valLoss", "metrics", "eta", "lastEpoch")
+LIVE_KEYS = ("loss", "valLoss", "metrics", "eta", "lastEpoch", "phase", "outcome")
+# What a job is doing, in order; the worker reports each as it starts. A queued job is "queued",
+# a job in a terminal status "finished" (its status says how).
+JOB_PHASES = (
+    "queued",
+    "loading_data",
+    "building_features",
+    "training",
+    "evaluating",
+    "backtesting",
+    "exporting",
+    "registering",
+    "finished",
+)
 
 
 def job_group(job_id: int) -> str:
@@ -93,7 +107,17 @@ def _iso_now() -> str:
     return timezone.now().isoformat()
 
 
+def _phase(job: TrainingJob, live: dict[str, Any]) -> str | None:
+    if job.status == JobStatus.QUEUED:
+        return "queued"
+    if job.status in TERMINAL_JOB_STATUSES:
+        return "finished"
+    phase = live.get("phase")
+    return "loading_data" if phase in (None, "queued") else phase  # just claimed: the worker loads data next
+
+
 def job_payload(job: TrainingJob, event_type: str, seq: int, live: dict[str, Any]) -> dict[str, Any]:
+    terminal = job.status in TERMINAL_JOB_STATUSES
     return {
         "type": event_type,
         "stream": "job",
@@ -106,6 +130,8 @@ def job_payload(job: TrainingJob, event_type: str, seq: int, live: dict[str, Any
         "totalEpochs": job.total_epochs,
         "step": job.step,
         **{key: live.get(key) for key in LIVE_KEYS},
+        "phase": _phase(job, live),
+        "eta": None if terminal or job.status == JobStatus.QUEUED else live.get("eta"),
         "version": job.version.version if job.version is not None else None,
         "errorCode": job.error_code or None,
         "error": job.error or None,

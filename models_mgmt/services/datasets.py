@@ -17,6 +17,7 @@ from .audit import audit_record
 
 logger = logging.getLogger(__name__)
 RESOLVE_TASK = "models_mgmt.tasks.predictions_resolve"
+WARM_TASK = "models_mgmt.tasks.drift_reports_warm"  # new bars: a new drift report, computed by a worker
 
 
 def _store_bars(dataset: Dataset, frame: Any) -> None:
@@ -150,5 +151,6 @@ def dataset_bars_append(*, actor: UserLike, dataset: Dataset, bars: list[dict[st
 def _enqueue_resolution(dataset_id: int) -> None:
     try:
         django_q.tasks.async_task(RESOLVE_TASK, dataset_id, group="monitoring")
-    except Exception:  # the schedule resolves them anyway
+        django_q.tasks.async_task(WARM_TASK, dataset_id=dataset_id, group="monitoring")
+    except Exception:  # the schedules resolve and check them anyway
         logger.exception("could not enqueue prediction resolution for dataset %s", dataset_id)

@@ -45,13 +45,22 @@ class ResolvedTraining:
     base_version: ModelVersion | None
 
 
+# One wording per kind of mistake, whether the API's serializer or this service finds it.
+TYPE_MESSAGES = {int: "must be an integer", float: "must be a number"}
+
+
+def range_message(name: str) -> str:
+    _, low, high, open_low = BOUNDS[name]
+    lowest = f"greater than {low}" if open_low else f"at least {low}"
+    return f"must be {lowest}" + (f" and at most {high}" if high is not None else "")
+
+
 def _bound_error(name: str, value: Any) -> str | None:
     kind, low, high, open_low = BOUNDS[name]
     if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
-        return f"must be {'an integer' if kind is int else 'a number'}"
+        return TYPE_MESSAGES[kind]
     if (value <= low if open_low else value < low) or (high is not None and value > high):
-        lowest = f"greater than {low}" if open_low else f"at least {low}"
-        return f"must be {lowest}" + (f" and at most {high}" if high is not None else "")
+        return range_message(name)
     return None
 
 

@@ -4,6 +4,7 @@ import logging
 import re
 import shutil
 
+import django_q.tasks
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -21,6 +22,7 @@ from .audit import audit_record
 from .training_jobs import training_epochs_save, training_job_transition
 
 logger = logging.getLogger(__name__)
+WARM_TASK = "models_mgmt.tasks.drift_reports_warm"
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -84,12 +86,21 @@ def _activate(
         before={"active": previous.version if previous else None},
         after={"active": target.version, "reason": reason, **({"delivery": delivery} if delivery else {})},
     )
+    transaction.on_commit(lambda: _enqueue_drift_warmup(model.pk))
     publish_model_event(
         model,
         "version.activated",
         {"version": target.version, "previousVersion": previous.version if previous else None, "reason": reason},
     )
     return target
+
+
+def _enqueue_drift_warmup(model_id: int) -> None:
+    """A worker computes the new active version's drift report, so GET drift answers at once."""
+    try:
+        django_q.tasks.async_task(WARM_TASK, model_id=model_id, group="monitoring")
+    except Exception:  # the scheduled check computes it anyway
+        logger.exception("could not enqueue the drift report of model %s", model_id)
 
 
 def next_version_number(model_id: int) -> str:
@@ -151,8 +162,16 @@ def model_version_register(
             "trainingDuration": result.training_duration_s,
             "epochs": result.epochs_run,
             "bestEpoch": result.best_epoch,
+            # Every loss recorded here was measured by this job: validation loss and training loss at
+            # bestEpoch (a trained epoch, whose weights this version holds), and the starting weights'
+            # validation loss on the same window.
             "loss": result.best_val_loss,
-            "trainLoss": result.final_train_loss,
+            "lossKind": "validation",
+            "lossEpoch": result.best_epoch,
+            "trainLoss": result.best_train_loss,
+            "finalTrainLoss": result.final_train_loss,
+            "startValLoss": result.start_val_loss,
+            "improvedOnStart": result.improved_on_start,
             "validationAccuracy": result.accuracy,
             "trainWindow": list(result.train_window),
             "validationWindow": list(result.validation_window),
@@ -175,7 +194,9 @@ def model_version_register(
         checksum=result.checksum or "",
     )
     training_epochs_save(job.pk, result.history)  # complete even across a resume after a crash
-    training_job_transition(job, JobStatus.SUCCEEDED, version=version, progress=100.0)
+    training_job_transition(
+        job, JobStatus.SUCCEEDED, version=version, progress=100.0, epoch=max(job.epoch, result.epochs_run)
+    )
     audit_record(
         actor=None, action="version.created", obj=version, ai_model=model, after={"version": number, "job": job.pk}
     )

@@ -39,6 +39,7 @@ def llm_train(job: TrainingJob, config: FineTuningConfig, progress: Any) -> tupl
         resume_from=checkpoint if checkpoint.exists() else None,
         on_progress=progress.on_progress,
         on_epoch=progress.on_epoch,
+        on_phase=progress.on_phase,
         should_stop=progress.should_stop,
         title=f"TechAnal {job.model.name}: LoRA adapter for {spec.base.name} (job {job.pk})",
     )

@@ -37,18 +37,35 @@ class JobProgress:
     stop: threading.Event = field(default_factory=threading.Event)
     shutdown: threading.Event = field(default_factory=threading.Event)
     taken_over: threading.Event = field(default_factory=threading.Event)
+    phase: str = "loading_data"
+    outcome: dict[str, Any] | None = None  # set by the worker once the run's result is known
     _latest: ProgressReport | None = None
     _last_epoch: EpochReport | None = None
     _finished: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending_epochs: list[EpochReport] = field(default_factory=list)
+    _pending_phases: list[str] = field(default_factory=list)
+    _wake: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def should_stop(self) -> bool:
         return self.stop.is_set() or self.shutdown.is_set() or self.taken_over.is_set()
 
+    def training_started(self) -> bool:
+        """The engine has reported from its training loop; before that nothing polls `should_stop`."""
+        return self._latest is not None
+
     def on_progress(self, report: ProgressReport) -> None:
         self._latest = report
+
+    def on_phase(self, phase: str) -> None:
+        """The engine (or the worker) moved to another phase: the emitter publishes it at once, one
+        event per phase however short, so the feed names every phase a job went through."""
+        with self._lock:
+            if phase != self.phase:
+                self._pending_phases.append(phase)
+            self.phase = phase
+        self._wake.set()
 
     def on_epoch(self, report: EpochReport) -> None:
         """Noted only: the emitter thread writes the row, so the training loop never waits on the DB."""
@@ -63,6 +80,7 @@ class JobProgress:
     def close(self) -> None:
         """Stop emitting; a last progress event is written so the feed shows the final numbers."""
         self._finished.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -70,13 +88,19 @@ class JobProgress:
     def _run(self) -> None:
         try:
             last = time.monotonic()
-            while not self._finished.wait(self.interval_s):
+            while True:
+                # The cadence counts from the start of the previous event, not its end: a slow write
+                # (a loaded machine, a busy SQLite) must not stretch the gap to interval + write time.
+                self._wake.wait(max(0.0, last + self.interval_s - time.monotonic()))
+                self._wake.clear()
+                if self._finished.is_set():
+                    break
+                last = time.monotonic()
                 try:
                     self.emit()
                 except Exception:
                     logger.exception("progress event of job %s failed", self.job_id)
                     close_old_connections()
-                last = time.monotonic()
             time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - last)))
             try:
                 self.emit()
@@ -85,13 +109,20 @@ class JobProgress:
         finally:
             connection.close()
 
-    def live(self) -> dict[str, Any]:
+    def live(self, phase: str | None = None) -> dict[str, Any]:
         report, epoch = self._latest, self._last_epoch
+        phase = phase or self.phase
         return {
             "loss": round(float(report.loss), 6) if report is not None else None,
             "valLoss": round(float(report.val_loss), 6) if report is not None and report.val_loss is not None else None,
             "metrics": dict(report.metrics) if report is not None else {},
-            "eta": round(float(report.eta_s), 1) if report is not None and report.eta_s is not None else None,
+            "eta": (
+                round(float(report.eta_s), 1)
+                if report is not None and report.eta_s is not None and phase == "training"
+                else None
+            ),
+            "phase": phase,
+            "outcome": self.outcome,
             "lastEpoch": (
                 {
                     "epoch": epoch.epoch,
@@ -106,9 +137,10 @@ class JobProgress:
 
     def emit(self) -> None:
         """Write the snapshot and heartbeat, publish it, and notice a stop request."""
-        report = self._latest
+        report, finished_epoch = self._latest, self._last_epoch
         with self._lock:
             epochs, self._pending_epochs = self._pending_epochs, []
+            phases, self._pending_phases = self._pending_phases or [self.phase], []
         if epochs:
             training_epochs_save(self.job_id, [vars(e) for e in epochs])
         with transaction.atomic():
@@ -121,9 +153,15 @@ class JobProgress:
             if job.status == JobStatus.STOPPING:
                 self.stop.set()
             if report is not None:
-                job.progress = min(max(float(report.progress), 0.0), 100.0)
+                job.progress = float(report.progress)
                 job.epoch = report.epoch
                 job.step = report.step
+            if finished_epoch is not None and job.total_epochs:
+                # A finished epoch is news even when no throttled report followed it (the last one).
+                job.progress = max(job.progress, 100.0 * finished_epoch.epoch / job.total_epochs)
+                job.epoch = max(job.epoch, finished_epoch.epoch)
+            job.progress = min(max(job.progress, 0.0), 99.0)  # 100 means done: the terminal status sets it
             job.heartbeat_at = timezone.now()
             job.save(update_fields=["progress", "epoch", "step", "heartbeat_at"])
-            publish_job_event(job, "job.progress", self.live())
+            for phase in phases:
+                publish_job_event(job, "job.progress", self.live(phase))

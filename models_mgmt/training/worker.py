@@ -27,7 +27,7 @@ from models_mgmt.choices import ActivationPolicy, JobStatus, VersionStatus
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.spec import TrainingSpec
-from models_mgmt.engine.training import run_training
+from models_mgmt.engine.training import TrainingResult, run_training
 from models_mgmt.models import ModelVersion, TrainingJob
 from models_mgmt.services.training_jobs import training_job_claim, training_job_finish, training_job_requeue
 from models_mgmt.services.versions import model_version_register
@@ -95,7 +95,8 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
         progress.close()
 
 
-def _train(job: TrainingJob, config: FineTuningConfig, progress: Any) -> tuple[Any, Any, Any]:
+def _train(job: TrainingJob, config: FineTuningConfig, progress: JobProgress) -> tuple[Any, Any, TrainingResult]:
+    progress.on_phase("loading_data")
     if job.model.family == LLM_LORA.name:
         return llm_train(job, config, progress)
     spec = TrainingSpec.from_config(config, family=job.model.family)
@@ -119,9 +120,20 @@ def _train(job: TrainingJob, config: FineTuningConfig, progress: Any) -> tuple[A
         resume_from=checkpoint if checkpoint.exists() else None,
         on_progress=progress.on_progress,
         on_epoch=progress.on_epoch,
+        on_phase=progress.on_phase,
         should_stop=progress.should_stop,
     )
     return spec, bars, result
+
+
+def _outcome_summary(result: TrainingResult) -> dict[str, Any]:
+    """What the feed's last events say about the result, beside the new version's number."""
+    return {
+        "bestEpoch": result.best_epoch,
+        "valLoss": result.best_val_loss,
+        "startValLoss": result.start_val_loss,
+        "improvedOnStart": result.improved_on_start,
+    }
 
 
 def _failure(exc: Exception) -> tuple[str, str]:
@@ -148,7 +160,7 @@ def _with_db_retry(action: Any, what: str) -> Any:
     return None
 
 
-def _run_claimed(job: TrainingJob, progress: Any) -> Outcome:
+def _run_claimed(job: TrainingJob, progress: JobProgress) -> Outcome:
     job_id = job.pk
     worker = job.worker
     config = FineTuningConfig.from_wire(job.config)
@@ -163,17 +175,28 @@ def _run_claimed(job: TrainingJob, progress: Any) -> Outcome:
             lambda: training_job_finish(job_id, JobStatus.FAILED, worker, error_code=code, error=reason), "failing"
         )
         return Outcome(JobStatus.FAILED)
-    progress.close()
+    rival = None
+    if result.status == "succeeded":
+        progress.outcome = _outcome_summary(result)
+        progress.on_phase("registering")
+        # An llm-lora adapter is judged by its own run only (docs/llm.md): no re-scoring of the active one.
+        llm = job.model.family == LLM_LORA.name
+        if result.weights_changed and config.activation_policy == ActivationPolicy.IF_BETTER and not llm:
+            rival = _score_active_on_window(job, spec, bars)
+    progress.close()  # the last progress event goes out before the terminal status
     if progress.taken_over.is_set():
         return Outcome("abandoned")  # the reaper gave the job to another worker
-    if (
-        result.status == "succeeded"
-        and config.activation_policy == ActivationPolicy.IF_BETTER
-        and job.model.family != LLM_LORA.name  # an adapter is scored by its own run only (docs/llm.md)
-    ):
-        rival = _score_active_on_window(job, spec, bars)
-    else:
-        rival = None
+    if result.status == "succeeded" and not result.weights_changed:
+        start = job.base_version.version if job.base_version else "the initial"
+        reason = (
+            f"training left the weights exactly as they started ({start} weights, {result.epochs_run} epoch(s), "
+            f"learning rate {config.learning_rate}); no version was registered"
+        )
+        _with_db_retry(
+            lambda: training_job_finish(job_id, JobStatus.FAILED, worker, error_code="no_change", error=reason),
+            "failing",
+        )
+        return Outcome(JobStatus.FAILED)
     if result.status == "stopped":
         if progress.shutdown.is_set() and not progress.stop.is_set():
             reason = "worker shut down; resuming from the last checkpoint"

@@ -132,8 +132,19 @@
   });
   window.addEventListener("pagehide", function () { window.TA.closing = true; });
 
+  /* A moment as people read it: "1 Dec 2026, 23:18 UTC" (the server's `when` filter writes the same). */
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  function when(iso) {
+    if (!iso) return "—";
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) return String(iso);
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    return d.getUTCDate() + " " + MONTHS[d.getUTCMonth()] + " " + d.getUTCFullYear() + ", " +
+      two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + " UTC";
+  }
+
   window.TA = {
-    api: api, modelPath: modelPath, pct: pct, num: num, duration: duration, el: el, isNum: isNum,
+    api: api, modelPath: modelPath, pct: pct, num: num, duration: duration, el: el, isNum: isNum, when: when,
     ModelFeed: ModelFeed, LIVE: LIVE, TERMINAL: TERMINAL, closing: false,
   };
 })();

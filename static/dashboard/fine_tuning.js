@@ -95,7 +95,8 @@
     var live = TA.LIVE.indexOf(event.status) >= 0;
     text("eta-text", event.status === "running" && TA.isNum(event.eta) ? TA.duration(event.eta) : (live ? "estimating…" : "—"));
     text("loss-text", TA.isNum(event.loss) ? TA.num(event.loss, 4) + (TA.isNum(event.valLoss) ? " (validation " + TA.num(event.valLoss, 4) + ")" : "") : "—");
-    text("job-line", "Job #" + event.jobId + " · " + event.status);
+    text("job-line", "Job #" + event.jobId + " · " + event.status + (event.phase && live ? " · " + event.phase.replace(/_/g, " ") : ""));
+    text("phase-text", event.phase ? event.phase.replace(/_/g, " ") : "—");
     document.getElementById("job-line").setAttribute("data-status", event.status);
     setRunning(live);
     if (TA.TERMINAL.indexOf(event.status) >= 0) finished(event);
@@ -106,7 +107,14 @@
     result.textContent = "";
     result.className = "result result-" + event.status;
     if (event.status === "succeeded" && event.version) {
-      result.appendChild(document.createTextNode("Finished: new version " + event.version + ". "));
+      var outcome = event.outcome || {};
+      var said = "Finished: new version " + event.version + ". ";
+      if (outcome.improvedOnStart === false) {
+        said = "Finished: new version " + event.version + " — no improvement: its best validation loss " +
+          TA.num(outcome.valLoss, 4) + " (epoch " + outcome.bestEpoch + ") is not below the starting weights' " +
+          TA.num(outcome.startValLoss, 4) + ". ";
+      }
+      result.appendChild(document.createTextNode(said));
       result.appendChild(TA.el("a", { href: "/model-management/versions/?model=" + encodeURIComponent(model) + "#version-" + event.version, id: "new-version-link", text: "See it in Versions" }));
     } else if (event.status === "failed") {
       result.textContent = "Failed" + (event.errorCode ? " (" + event.errorCode + ")" : "") + ": " + (event.error || "no reason given");

@@ -13,10 +13,10 @@
     if (drift.status === "no_active_version") return "no active version";
     if (drift.status === "insufficient_data") return "insufficient data";
     if (!drift.verdict) return NOT_YET;
-    var parts = [drift.verdict];
+    var parts = [drift.verdict + (drift.version ? " for " + drift.version : "")];
     if (TA.isNum(drift.driftScore)) parts.push("score " + TA.pct(drift.driftScore, 0));
     if (drift.recommendation) parts.push("→ " + drift.recommendation);
-    if (drift.computedAt) parts.push("(" + drift.computedAt.slice(0, 16).replace("T", " ") + ")");
+    if (drift.computedAt) parts.push("(" + TA.when(drift.computedAt) + ")");
     return parts.join(" ");
   }
 
@@ -24,14 +24,16 @@
     // What the prediction ledger says over the last 7 days; a missing number stays missing.
     if (!live || typeof live !== "object") return NOT_YET;
     var parts = [];
-    if (TA.isNum(live.overallScore)) {
+    if (TA.isNum(live.resolved) && live.resolved > 0 && live.enoughToJudge === false) {
+      parts.push(live.resolved + " resolved: too few to judge (at least " + live.minSamples + " needed)");
+    } else if (TA.isNum(live.overallScore)) {
       parts.push(TA.pct(live.overallScore) + (TA.isNum(live.resolved) ? " on " + live.resolved + " resolved" : ""));
     } else {
       parts.push(NOT_YET + (live.reason ? " (" + live.reason + ")" : ""));
     }
     if (TA.isNum(live.requests)) parts.push(live.requests + " predictions in 7 days");
     var rt = live.responseTime;
-    if (rt && TA.isNum(rt.p50)) parts.push("p50 " + rt.p50.toFixed(2) + " ms");
+    if (rt && TA.isNum(rt.p50)) parts.push("serving p50 " + rt.p50.toFixed(2) + " ms");
     return parts.join(" · ");
   }
 
@@ -59,7 +61,7 @@
       alerts.forEach(function (a) {
         list.appendChild(TA.el("li", { className: "alert-" + a.status }, [
           TA.el("strong", { text: a.kind + " · " + a.status }), " " + a.message + " ",
-          TA.el("span", { className: "muted small", text: (a.openedAt || "").slice(0, 16).replace("T", " ") }),
+          TA.el("span", { className: "muted small", text: a.openedAt ? TA.when(a.openedAt) : "" }),
         ]));
       });
       node.appendChild(list);

@@ -122,10 +122,14 @@
       var differs = shown.some(function (s) { return s !== shown[0]; });
       var tr = TA.el("tr", { className: differs ? "differs" : "same", "data-metric": row.metric },
         [TA.el("th", { scope: "row", text: (labels[row.metric] || row.metric) + (row.higherIsBetter ? " ↑" : " ↓") })]);
+      var notes = row.notes || {};
       order.forEach(function (v, i) {
         var best = row.best === v;
-        tr.appendChild(TA.el("td", { className: best ? "best" : "", text: shown[i] + (best ? " ★" : "") }));
+        var cell = TA.el("td", { className: best ? "best" : "", text: shown[i] + (best ? " ★" : "") });
+        if (notes[v]) cell.setAttribute("title", notes[v]);
+        tr.appendChild(cell);
       });
+      if (notes["*"]) tr.setAttribute("title", notes["*"]);
       body.appendChild(tr);
     });
     var table = TA.el("table", { className: "table compare-table", id: "compare-table" }, [

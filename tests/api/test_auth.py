@@ -135,8 +135,23 @@ def test_expired_access_token_is_401(user):
     token.set_exp(lifetime=-timedelta(seconds=1))
     response = with_bearer(str(token)).get(PROTECTED)
 
-    assert_refused(response)
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "detail": "The access token has expired; get a new one from /api/auth/token/refresh/.",
+        "code": "token_expired",
+    }
     assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_an_expired_token_that_is_not_ours_or_not_an_access_token_is_only_not_valid(user):
+    """token_expired says "refresh"; a forged or misused token must not learn that much."""
+    expired = {**access_claims(user), "exp": int(time.time()) - 60}
+    forged = jwt.encode(expired, "another-secret-key-that-is-not-the-servers-0123456789", algorithm="HS256")
+    assert_refused(with_bearer(forged).get(PROTECTED))
+    refresh = RefreshToken.for_user(user)
+    refresh.set_exp(lifetime=-timedelta(seconds=1))
+    assert_refused(with_bearer(str(refresh)).get(PROTECTED))
 
 
 def test_correctly_signed_handmade_token_is_accepted(user):

@@ -210,3 +210,38 @@ def test_stop_without_a_live_job_is_409(api, trainer):
 def test_malformed_json_is_400(api, trainer):
     response = api(trainer).post(URL, "{not json", content_type="application/json")
     assert response.status_code == 400
+
+
+NUMBERS = {
+    "epochs": "must be an integer",
+    "batchSize": "must be an integer",
+    "earlyStoppingPatience": "must be an integer",
+    "trainingDataSize": "must be an integer",
+    "learningRate": "must be a number",
+    "validationSplit": "must be a number",
+}
+
+
+@pytest.mark.parametrize("value", [True, False])
+@pytest.mark.parametrize("field", NUMBERS)
+def test_a_boolean_where_a_number_is_expected_gets_a_type_message(api, trainer, field, value):
+    """`validationSplit: true` was read as 1.0 and got a range message; `epochs: true` a type message."""
+    response = start(api, trainer, {field: value})
+    assert response.status_code == 400
+    assert response.data["fields"] == {field: [NUMBERS[field]]}
+
+
+def test_the_same_kind_of_mistake_gets_the_same_kind_of_message_on_every_number(api, trainer):
+    """Type mistakes read "must be an integer/a number" and range mistakes "must be ... at most ...",
+    whether the serializer or the service catches them (DRF's own wording never shows)."""
+    for field, message in NUMBERS.items():
+        assert start(api, trainer, {field: "many"}).data["fields"] == {field: [message]}
+    ranges = {
+        "epochs": ({"epochs": 0}, "must be at least 1 and at most 10000"),
+        "batchSize": ({"batchSize": 65537}, "must be at least 1 and at most 65536"),
+        "earlyStoppingPatience": ({"earlyStoppingPatience": -1}, "must be at least 0"),
+        "learningRate": ({"learningRate": 0}, "must be greater than 0 and at most 1"),
+        "validationSplit": ({"validationSplit": 0.9}, "must be greater than 0 and at most 0.5"),
+    }
+    for field, (body, message) in ranges.items():
+        assert start(api, trainer, body).data["fields"] == {field: [message]}

@@ -134,7 +134,13 @@ def test_metrics_report_the_active_version_and_do_not_invent_live_numbers(api, m
     # No prediction was served: live counts are 0, accuracy and latencies null, and it says why.
     live = response.data["live"]
     assert live["requests"] == 0 and live["resolved"] == 0
-    assert live["tasks"]["signalAccuracy"] == {"accuracy": None, "correct": 0, "count": 0, "ci95": None}
+    assert live["tasks"]["signalAccuracy"] == {
+        "accuracy": None,
+        "correct": 0,
+        "count": 0,
+        "ci95": None,
+        "enoughToJudge": False,
+    }
     assert live["overallScore"] is None and live["responseTime"]["p95"] is None
     assert "no predictions" in live["reason"]
     assert response.data["drift"]["status"] == "not_checked_yet"

@@ -29,6 +29,16 @@ CHROMIUM_ARGS = [
     "--disable-gpu",
 ]
 MODEL = "browser-model"
+# Whether a drop-down is wide enough for its longest choice (a select cannot wrap: it cuts the text).
+SELECT_FITS = """(selector) => {
+  const select = document.querySelector(selector);
+  const style = getComputedStyle(select);
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = style.font;
+  const widest = Math.max(...Array.from(select.options, (option) => context.measureText(option.text).width));
+  const arrow = 24;
+  return widest <= select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - arrow;
+}"""
 
 
 @pytest.fixture
@@ -128,6 +138,8 @@ def test_trainer_maintainer_and_viewer_in_the_browser(server, people, browser):
         page.wait_for_url(f"**/model-management/fine-tuning/?model={MODEL}")
         page.wait_for_selector("#feed-state[data-state=live]")
         assert page.get_by_label("Batch size").input_value() == "64"
+        for select in ("#f-dataset", "#f-baseModel", "#f-activationPolicy"):  # they used to cut their text
+            assert page.evaluate(SELECT_FITS, select), select
 
         # A refused config: the API's reason appears beside the field, nothing starts.
         trainer.expected.append("status of 400")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -130,3 +131,21 @@ def test_monitoring_says_not_computed_rather_than_inventing(model):
     html = signed_in(Role.VIEWER, model).get("/model-management/monitoring/").content.decode()
     assert "Database" in html and "Channel layer" in html
     assert "not computed yet" in html
+
+
+def test_dates_are_written_for_people_not_as_iso_strings(model):
+    """The versions tab showed `trained 2026-12-01T23:18`."""
+    version = model.versions.get(version="v1.1.0")
+    version.trained_at = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    version.save(update_fields=["trained_at"])
+    html = signed_in(Role.VIEWER, model).get("/model-management/versions/", {"model": model.name}).content.decode()
+    assert "trained 4 Mar 2026, 05:06 UTC" in html
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", html)
+
+
+def test_the_site_serves_a_favicon(client, db):
+    """Admin pages (which name no icon) made every browser ask for a missing /favicon.ico."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/x-icon"
+    assert b"".join(response.streaming_content)[:4] == b"\x00\x00\x01\x00"  # an ICO header

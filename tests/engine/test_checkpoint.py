@@ -54,3 +54,27 @@ def test_a_checkpoint_of_other_data_is_refused(spec, split, bars, tmp_path):
     other = split_for(bars.iloc[-800:], spec)
     with pytest.raises(ValueError, match="other data"):
         fit(spec, other, resume_from=tmp_path / "c.pt")
+
+
+def test_a_stop_right_after_an_epoch_keeps_that_epochs_checkpoint_even_on_a_slow_disk(
+    spec, split, tmp_path, monkeypatch
+):
+    """Issue 11.12: a stop that follows a finished epoch must find its checkpoint on disk once the
+    run returns, however slow the background write (fit flushes the writer before returning)."""
+    import threading
+    import time
+
+    from models_mgmt.engine import checkpoint as checkpoint_module
+
+    real_save = checkpoint_module.save_checkpoint
+
+    def slow_save(target, state):
+        time.sleep(0.5)  # a disk slower than the stop: the write is still pending when the stop comes
+        return real_save(target, state)
+
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", slow_save)
+    stop = threading.Event()
+    path = tmp_path / "checkpoint.pt"
+    outcome = fit(spec, split, checkpoint_path=path, on_epoch=lambda report: stop.set(), should_stop=stop)
+    assert outcome.status == "stopped" and outcome.epochs_run == 1
+    assert load_checkpoint(path)["state"]["epoch"] == 1

@@ -100,16 +100,43 @@ def test_onnx_matches_pytorch_within_1e_5(trained, bars, small_spec):
 
 
 def test_fine_tuning_from_a_version_starts_at_its_weights(trained, bars, small_spec, tmp_path):
-    base = load_weights(trained.artifact_dir)
-    tuned = run_training(
+    untouched = run_training(
         dataclasses.replace(small_spec, epochs=0, seed=5),
         data=bars,
         work_dir=tmp_path,
         init_weights=trained.artifact_dir,
     )
-    after = load_weights(tuned.artifact_dir)
-    assert all(torch.equal(after[k], base[k]) for k in base)
-    assert tuned.best_val_loss == pytest.approx(trained.best_val_loss, abs=1e-7)
+    # The starting weights are the base version's: scored on the same window they give its loss.
+    assert untouched.start_val_loss == pytest.approx(trained.best_val_loss, abs=1e-7)
+    # Nothing trained, nothing to register: no artifact, and the result says why.
+    assert untouched.weights_changed is False and untouched.artifact_dir is None and untouched.best_epoch == 0
+
+
+def test_the_kept_weights_are_a_trained_epoch_even_when_none_beats_the_start(bars, small_spec, tmp_path):
+    """Regression: a fine-tune whose epochs all did worse than its base kept the base's weights
+    and registered them as a new version, with the base's loss as if training had measured it."""
+    trained = run_training(
+        dataclasses.replace(small_spec, epochs=40, early_stopping_patience=4, learning_rate=3e-3),
+        data=bars,
+        work_dir=tmp_path / "base",
+    )
+    base = load_weights(trained.artifact_dir)
+    worse = run_training(
+        dataclasses.replace(small_spec, epochs=3, learning_rate=1.0, early_stopping_patience=0, seed=9),
+        data=bars,
+        work_dir=tmp_path / "tuned",
+        init_weights=trained.artifact_dir,
+    )
+    assert worse.status == "succeeded" and worse.weights_changed
+    assert worse.improved_on_start is False  # lr 1.0 wrecks a well-trained base on every epoch
+    assert 1 <= worse.best_epoch <= 3
+    measured = {row["epoch"]: row for row in worse.history}
+    assert worse.best_val_loss == measured[worse.best_epoch]["val_loss"]
+    assert worse.best_train_loss == measured[worse.best_epoch]["train_loss"]
+    assert worse.best_val_loss == min(row["val_loss"] for row in worse.history)
+    assert worse.start_val_loss == pytest.approx(trained.best_val_loss, abs=1e-7)
+    after = load_weights(worse.artifact_dir)
+    assert any(not torch.equal(after[k], base[k]) for k in base)
 
 
 def test_a_stopped_run_writes_no_artifact_and_can_resume(bars, small_spec, tmp_path):

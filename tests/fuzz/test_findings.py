@@ -92,3 +92,31 @@ def test_health_documents_the_401_of_a_bad_token(db):
     assert response.status_code == 401
     schema = APIClient().get("/api/schema/?format=json").json()
     assert "401" in schema["paths"]["/api/health/"]["get"]["responses"]
+
+
+def test_a_body_over_the_upload_limit_answers_the_json_error_body(maintainer, api, settings):
+    """Django refuses it before any view runs; its handler400 answered an HTML page under /api/."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    AIModelFactory()  # creates the "sample" dataset
+    response = api(maintainer).post(f"{BASE}/datasets/sample/bars", {"bars": [{"x": "y" * 2000}]}, format="json")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "The request body is too large.", "code": "request_too_large"}
+
+
+def test_too_many_form_fields_answer_the_json_error_body(maintainer, api, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    body = "&".join(f"f{i}=1" for i in range(20))
+    response = api(maintainer).generic(
+        "POST", "/api/auth/token/", body, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "too_many_fields"
+
+
+def test_a_host_not_allowed_answers_the_json_error_body_under_the_api(maintainer, api):
+    response = api(maintainer).get(f"{BASE}/models", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Bad request.", "code": "bad_request"}

@@ -14,6 +14,7 @@ import pytest
 from models_mgmt.choices import Role
 from models_mgmt.models import Alert, DriftReport, ProgressEvent
 from models_mgmt.monitoring.alerts import monitoring_check, monitoring_checks_run
+from models_mgmt.monitoring.drift import drift_reports_warm
 from tests.factories import UserFactory
 
 from .conftest import bar_dicts
@@ -55,6 +56,25 @@ def test_a_window_like_the_training_data_does_not_drift(api, analyst):
     response = api(analyst).get(f"{MODEL}/drift", {"start": "2005-01-01", "end": "2005-06-30"})
     assert response.data["verdict"] in ("stable", "warning")
     assert response.data["recommendation"] in ("none", "monitor")
+
+
+def test_no_feature_is_called_stable_above_the_alert_level(api, analyst):
+    """Regression: features at PSI 1.2-2.1 were reported `stable` and the summary said "0 warn"."""
+    for window in (("2005-01-01", "2005-06-30"), ("2008-01-01", "2008-06-30")):
+        report = api(analyst).get(f"{MODEL}/drift", {"start": window[0], "end": window[1]}).data
+        alert = report["thresholds"]["psiAlert"]
+        for column in report["features"]:
+            if column["psi"] >= alert:
+                assert column["level"] in ("shifted", "drift"), column
+                assert column["detail"] and column["ks"]["effectiveN"] > 0
+        shifted = report["dataDrift"]["shifted"]
+        assert f"{len(shifted)} shifted" in report["reasons"][0]
+
+
+def test_the_stored_check_names_the_version_it_was_for(api, analyst, live_model):
+    monitoring_check(model=live_model)
+    drift = api(analyst).get(f"{MODEL}/metrics").data["drift"]
+    assert drift["status"] == "computed" and drift["version"] == "v1.0.0"
 
 
 def test_thresholds_are_configurable(api, analyst, settings):
@@ -167,3 +187,21 @@ def test_performance_drift_and_rollback_recommendation(api, analyst, live_model,
     assert report["verdict"] == "drift"
     assert report["recommendation"] in ("retrain",) or report["recommendation"].startswith("rollback to ")
     assert any("performance drift" in r for r in report["reasons"])
+
+
+def test_a_drift_report_is_cached_per_version_and_bars_and_recomputed_after_new_bars(api, analyst, live_model):
+    """Issue 11.11: the first GET drift after start took 1.9 s; the expensive sections (features,
+    ONNX outputs, statistics) are cached by version, window and the dataset's bars."""
+    first = api(analyst).get(f"{MODEL}/drift").data
+    again = api(analyst).get(f"{MODEL}/drift").data
+    assert (first["cache"], again["cache"]) == ("miss", "hit")
+    assert again["features"] == first["features"] and again["window"] == first["window"]
+    append_crisis(api)  # new bars: another window, another key
+    after = api(analyst).get(f"{MODEL}/drift").data
+    assert after["cache"] == "miss" and after["window"]["end"] > first["window"]["end"]
+
+
+def test_a_worker_warms_the_report_that_the_web_then_serves(api, analyst, live_model):
+    assert drift_reports_warm(model_id=live_model.pk) == [live_model.name]
+    assert api(analyst).get(f"{MODEL}/drift").data["cache"] == "hit"
+    assert drift_reports_warm(dataset_id=live_model.default_dataset_id + 1000) == []

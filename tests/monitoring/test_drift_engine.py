@@ -91,3 +91,37 @@ def test_wilson_interval_contains_the_proportion_and_narrows_with_more_data():
     low2, high2 = drift.wilson_interval(600, 1000)
     assert high2 - low2 < high - low
     assert drift.wilson_interval(0, 0) is None
+
+
+def test_a_large_shift_is_never_called_stable(features):
+    """Regression: late 2018 against 2013-2017 had vol_20 at PSI > 1.7 labelled `stable` ("0 warn"),
+    because the KS test at the effective sample size could not show significance."""
+    columns = drift.matrix_drift(
+        window(features, "2013-01-01", "2017-12-31"), window(features, "2018-09-01", "2018-12-31"), FEATURE_NAMES, T
+    )
+    large = [c for c in columns if c.psi >= T.psi_alert]
+    assert large and all(c.level in ("shifted", "drift") for c in large)
+    vol_20 = next(c for c in columns if c.name == "vol_20")
+    assert vol_20.psi > 1.0 and vol_20.level == "shifted"
+    assert f"effective n={vol_20.effective_n:.0f}" in vol_20.detail and "training history" in vol_20.detail
+    assert vol_20.history_windows >= drift.HISTORY_MIN_WINDOWS and vol_20.history_psi_max > vol_20.psi
+    assert "vol_20" in drift.verdict(columns, T).shifted
+
+
+def test_beyond_the_training_history_is_drift_even_when_ks_cannot_tell(features):
+    """A calm 2003-2007 history against Sep-Dec 2008: MACD moved more than between any two windows of
+    the history, although its autocorrelation leaves the KS test without power."""
+    columns = drift.matrix_drift(
+        window(features, "2003-06-01", "2007-06-30"), window(features, "2008-09-01", "2008-12-31"), FEATURE_NAMES, T
+    )
+    macd = next(c for c in columns if c.name == "macd")
+    assert macd.ks_pvalue > T.ks_pvalue and macd.level == "drift"
+    assert macd.psi > macd.history_psi_max and "beyond the training history" in macd.detail
+    assert drift.verdict(columns, T).level == "drift"
+
+
+def test_history_windows_are_chronological_and_as_long_as_the_compared_window():
+    reference = np.concatenate([np.zeros(50), np.ones(50), np.zeros(50), np.ones(50)]) + np.linspace(0, 0.01, 200)
+    values = drift.history_psi(reference, 50)
+    assert len(values) == 4 and all(v > 0.25 for v in values)  # each regime is far from the whole
+    assert len(drift.history_psi(reference, 500)) == 2  # at most half the reference per window

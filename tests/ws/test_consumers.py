@@ -84,6 +84,24 @@ def test_no_credentials_are_refused_with_4401_and_nothing_sent(world, feed):
     run(main)
 
 
+@pytest.mark.parametrize("feed", ["model", "job"])
+def test_a_client_without_credentials_or_origin_is_closed_with_4401_not_refused_at_the_handshake(world, client, feed):
+    """A script (no Authorization, no Origin) was refused with HTTP 403; the documented answer is 4401.
+    A session cookie alone, without the Origin every browser sends, authenticates nobody."""
+    _, viewer, job = world
+    client.force_login(viewer)
+    path = MODEL_FEED if feed == "model" else job_feed(job)
+
+    async def main():
+        for headers in ([], [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]):
+            ws = communicator(path, headers=headers)
+            connected, _ = await ws.connect(timeout=TIMEOUT)
+            assert connected
+            assert await ws.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4401}
+
+    run(main)
+
+
 @pytest.mark.parametrize("token", ["garbage", "", "eyJhbGciOiJub25lIn0.eyJ1c2VyX2lkIjoxfQ."])
 def test_a_bad_token_is_refused_with_4401(world, token):
     async def main():

@@ -25,7 +25,11 @@ ComparisonSerializer = inline_serializer(
                 "metric": serializers.CharField(),
                 "higherIsBetter": serializers.BooleanField(),
                 "values": serializers.DictField(child=serializers.FloatField(allow_null=True)),
-                "best": serializers.CharField(allow_null=True),
+                "best": serializers.CharField(allow_null=True, help_text="null when values tie or cannot be compared"),
+                "notes": serializers.DictField(
+                    child=serializers.CharField(),
+                    help_text="per version, why its value is left out; '*': why no best value is given",
+                ),
             },
             many=True,
         ),

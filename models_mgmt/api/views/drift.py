@@ -31,6 +31,11 @@ DriftSerializer = inline_serializer(
         "window": serializers.DictField(required=False),
         "thresholds": serializers.DictField(),
         "history": serializers.ListField(child=serializers.DictField()),
+        "cache": serializers.CharField(
+            required=False,
+            help_text="hit: the data and prediction sections came from the cache (same version, window and bars)",
+        ),
+        "dataDrift": serializers.DictField(required=False, help_text="verdict, score, drifted, warned, shifted"),
         "detail": serializers.CharField(),
     },
 )

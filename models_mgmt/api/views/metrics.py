@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -43,13 +45,15 @@ class MetricsView(ModelScopedView):
         found = model_live_metrics(request.user, name, since)
         model, active = found["model"], found["active"]
         version_data = ModelVersionSerializer(active).data if active else None
+        drift: dict[str, Any]
         if not settings.MODEL_DRIFT_DETECTION_ENABLED:
             drift = {"status": "disabled"}
         else:
-            latest = model.drift_reports.order_by("-created_at", "-id").first()
+            latest = model.drift_reports.select_related("version").order_by("-created_at", "-id").first()
             drift = (
                 {"status": "computed", "verdict": latest.verdict, "driftScore": latest.drift_score,
-                 "recommendation": latest.recommendation, "computedAt": latest.created_at.isoformat()}
+                 "recommendation": latest.recommendation, "computedAt": latest.created_at.isoformat(),
+                 "version": latest.version.version if latest.version is not None else None}
                 if latest
                 else {"status": "not_checked_yet", "detail": "no scheduled drift check has run; GET drift computes one"}
             )  # fmt: skip

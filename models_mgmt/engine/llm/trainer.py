@@ -10,7 +10,9 @@ trains the adapter with the product's rules (those of `engine.trainer` for the M
 * **Checkpoints** every `checkpointSteps` steps, at every epoch end and on a stop: adapter weights,
   optimiser moments, RNG and shuffling state, the epoch's order and position. Resuming continues at
   the same global step and gives the same adapter as a run that was never interrupted.
-* **Early stopping** on validation loss (epoch 0 = the untouched base), best adapter restored.
+* **Best trained epoch** on validation loss, as for the MLP family: the untouched base is scored
+  first (`start_val_loss`) but the adapter kept is always the best *trained* epoch's; whether it
+  beat the base is reported (`improved_on_start`). Early stopping counts epochs without a new best.
 """
 
 from __future__ import annotations
@@ -50,10 +52,13 @@ class LoraFitOutcome:
     tokenizer: Any
     codec: AnswerCodec
     epochs_run: int
-    best_epoch: int
+    best_epoch: int  # the trained epoch whose adapter was kept (0 only if stopped in epoch 1)
     best_val_loss: float
     final_val_loss: float
     final_train_loss: float | None
+    start_val_loss: float | None  # the untouched base on the same validation window
+    best_train_loss: float | None  # at best_epoch
+    weights_changed: bool  # False: the kept adapter equals its initialisation exactly
     steps_run: int
     tokens_seen: int
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -69,6 +74,8 @@ class _State:
     tokens_seen: int = 0
     best_loss: float = math.inf
     best_epoch: int = 0
+    best_train_loss: float | None = None
+    start_val_loss: float | None = None
     bad_epochs: int = 0
     epoch_loss_sum: float = 0.0
     epoch_loss_tokens: int = 0
@@ -232,7 +239,8 @@ def _fit(
 
     state = _State()
     order: torch.Tensor | None = None
-    best = adapter_state(model)
+    initial = adapter_state(model)  # the seeded initialisation (LoRA B is zero: the base itself)
+    best = initial
     if resume is not None:
         if resume.get("format") != CHECKPOINT_FORMAT or resume.get("fingerprint") != print_:
             raise ValueError("checkpoint was written for other data or settings; it cannot be resumed here")
@@ -243,11 +251,11 @@ def _fit(
         order = resume["order"]
         best = resume["best_adapter"]
         state = _State(**resume["state"])
-        last_val = state.history[-1]["val_loss"] if state.history else state.best_loss
+        last_val = state.history[-1]["val_loss"] if state.history else (state.start_val_loss or math.inf)
         last_metrics = state.history[-1]["metrics"] if state.history else {}
     else:
         last_val, last_metrics = validate()
-        state.best_loss = last_val
+        state.start_val_loss = last_val
 
     def checkpoint() -> None:
         if writer is None:
@@ -334,6 +342,7 @@ def _fit(
         improved = last_val < state.best_loss
         if improved:
             state.best_loss, state.best_epoch, state.bad_epochs = last_val, epoch, 0
+            state.best_train_loss = last_train_loss
             best = adapter_state(model)
         else:
             state.bad_epochs += 1
@@ -356,6 +365,7 @@ def _fit(
 
     load_adapter_state(model, best)
     model.eval()
+    changed = any(not torch.equal(best[name], initial[name]) for name in initial)
     return LoraFitOutcome(
         status=status,
         model=model,
@@ -363,9 +373,12 @@ def _fit(
         codec=codec,
         epochs_run=state.epoch,
         best_epoch=state.best_epoch,
-        best_val_loss=state.best_loss,
+        best_val_loss=state.best_loss if state.best_epoch else (state.start_val_loss or math.inf),
         final_val_loss=last_val,
         final_train_loss=last_train_loss,
+        start_val_loss=state.start_val_loss,
+        best_train_loss=state.best_train_loss,
+        weights_changed=changed,
         steps_run=state.steps_run,
         tokens_seen=state.tokens_seen,
         history=state.history,

@@ -52,14 +52,20 @@ def run_llm_training(
     resume_from: str | Path | None = None,
     on_progress: Callable[[ProgressReport], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
     should_stop: Any = None,
     title: str = "TechAnal LoRA adapter",
 ) -> LlmTrainingResult:
     from .trainer import EVAL_BATCH, fit_lora  # heavy: the trainer pulls torch, transformers and peft
 
+    def phase(name: str) -> None:  # the MLP family's phases (engine.training.PHASES), in order
+        if on_phase is not None:
+            on_phase(name)
+
     started = time.perf_counter()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    phase("building_features")
     examples = build_instruction_data(
         data,
         horizon=spec.horizon,
@@ -69,6 +75,7 @@ def run_llm_training(
     )
     if resume_from is not None and Path(resume_from).is_dir():
         resume_from = Path(resume_from) / CHECKPOINT_NAME
+    phase("training")
     outcome = fit_lora(
         spec,
         examples,
@@ -80,6 +87,7 @@ def run_llm_training(
     )
     import torch  # heavy: only the training worker loads torch
 
+    phase("evaluating")
     device = torch.device(outcome.device)
     batch = max(1, min(EVAL_BATCH, spec.batch_size * 2))
     codec, tokenizer, model = outcome.codec, outcome.tokenizer, outcome.model
@@ -94,6 +102,9 @@ def run_llm_training(
     )
     split = examples.split
     metrics = task_metrics(val_probabilities, split.y_val)
+    baselines = majority_baselines(examples.y_train, split.y_val)
+    phase("backtesting")
+    trades = backtest(val_probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade)
     manifest = examples.manifest()
     lineage = {
         "baseModel": spec.base.name,
@@ -111,9 +122,17 @@ def run_llm_training(
         "final_val_loss": outcome.final_val_loss,
         "best_val_loss": outcome.best_val_loss,
         "final_train_loss": outcome.final_train_loss,
+        "start_val_loss": outcome.start_val_loss,
+        "best_train_loss": outcome.best_train_loss,
+        "improved_on_start": bool(
+            outcome.start_val_loss is not None
+            and outcome.best_epoch > 0
+            and outcome.best_val_loss < outcome.start_val_loss
+        ),
+        "weights_changed": outcome.weights_changed,
         "metrics": metrics,
-        "baselines": majority_baselines(examples.y_train, split.y_val),
-        "backtest": backtest(val_probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade),
+        "baselines": baselines,
+        "backtest": trades,
         "train_samples": len(examples.train_prompts),
         "validation_samples": len(examples.val_prompts),
         "embargo_samples": split.embargo_samples,
@@ -128,7 +147,8 @@ def run_llm_training(
         "tokens_seen": outcome.tokens_seen,
     }
     artifact = None
-    if outcome.status == "succeeded":
+    if outcome.status == "succeeded" and outcome.weights_changed:
+        phase("exporting")
         stop = [tokenizer.eos_token] if tokenizer.eos_token else []
         spec_doc = {k: v for k, v in asdict(spec).items() if k != "base"}
         artifact = write_llm_artifact(

@@ -1,0 +1,120 @@
+"""Django admin writes go through the services (audited) or are not offered (issue 11, item 9)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from guardian.shortcuts import get_perms
+
+from models_mgmt.choices import JobStatus, Role
+from models_mgmt.models import AIModel, AuditEvent, Dataset, ModelVersion, TrainingJob
+from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory
+
+ADMIN = "/admin/models_mgmt"
+
+
+@pytest.fixture
+def superuser_client(client, db):
+    user = UserFactory(is_superuser=True, is_staff=True)
+    client.force_login(user)
+    client.user = user
+    return client
+
+
+def change_form(model: AIModel, **overrides) -> dict:
+    data = {
+        "base_model": model.base_model,
+        "description": model.description,
+        "default_dataset": model.default_dataset_id or "",
+    }
+    return {**data, **overrides}
+
+
+def test_editing_a_model_in_admin_is_audited_and_its_name_cannot_change(superuser_client):
+    model = AIModelFactory(name="signal", description="old")
+    response = superuser_client.post(
+        f"{ADMIN}/aimodel/{model.pk}/change/", change_form(model, description="new", name="renamed", event_seq=99)
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    model.refresh_from_db()
+    assert (model.name, model.description, model.event_seq) == ("signal", "new", 0)
+    event = AuditEvent.objects.get(action="model.updated")
+    assert event.actor == superuser_client.user
+    assert (event.before["description"], event.after["description"]) == ("old", "new")
+
+
+def test_the_change_page_shows_identity_and_internal_fields_read_only(superuser_client):
+    model = AIModelFactory(name="signal")
+    page = superuser_client.get(f"{ADMIN}/aimodel/{model.pk}/change/").content.decode()
+    assert 'name="description"' in page
+    for field in ("name", "family", "owner", "event_seq"):
+        assert f'name="{field}"' not in page, field
+    assert "Event seq" in page  # shown, not editable
+
+
+def test_adding_a_model_in_admin_registers_it_through_the_service(superuser_client):
+    response = superuser_client.post(
+        f"{ADMIN}/aimodel/add/", {"name": "from-admin", "family": "multitask-mlp", "description": "d"}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    model = AIModel.objects.get(name="from-admin")
+    assert model.owner == superuser_client.user
+    assert "manage_aimodel" in get_perms(superuser_client.user, model)
+    assert AuditEvent.objects.filter(action="model.created", object_id=str(model.pk)).exists()
+
+
+def test_deleting_a_model_in_admin_is_audited_and_refused_while_it_trains(superuser_client):
+    model = AIModelFactory(name="signal")
+    ModelVersionFactory(model=model)  # goes with the model, though admin may not delete a version alone
+    job = TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.RUNNING)
+    response = superuser_client.post(f"{ADMIN}/aimodel/{model.pk}/delete/", {"post": "yes"}, follow=True)
+    assert "training job in progress" in response.content.decode()
+    assert AIModel.objects.filter(pk=model.pk).exists()
+    job.status = JobStatus.FAILED
+    job.save()
+    response = superuser_client.post(f"{ADMIN}/aimodel/{model.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not AIModel.objects.filter(pk=model.pk).exists()
+    assert AuditEvent.objects.filter(action="model.deleted", object_id=str(model.pk)).exists()
+
+
+def test_a_staff_user_without_the_manage_permission_is_refused_by_the_service(client, db):
+    """Admin's model-level permission is not enough: the service checks the object permission."""
+    staff = UserFactory(role=Role.MAINTAINER)
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(Permission.objects.get(codename="change_aimodel"))
+    client.force_login(staff)
+    model = AIModelFactory(name="not-theirs", description="old")
+    response = client.post(f"{ADMIN}/aimodel/{model.pk}/change/", change_form(model, description="new"), follow=True)
+    assert "You may not" in response.content.decode()
+    model.refresh_from_db()
+    assert model.description == "old"
+    assert not AuditEvent.objects.filter(action="model.updated").exists()
+
+
+@pytest.mark.parametrize("entity", ["modelversion", "trainingjob", "dataset", "bar", "auditevent"])
+def test_rows_only_services_write_cannot_be_added_changed_or_deleted_in_admin(superuser_client, entity):
+    version = ModelVersionFactory()
+    job = TrainingJobFactory(model=version.model, dataset=version.model.default_dataset)
+    dataset = Dataset.objects.get(name="sample")
+    pk = {
+        "modelversion": version.pk,
+        "trainingjob": job.pk,
+        "dataset": dataset.pk,
+        "bar": dataset.bars.first().pk,
+        "auditevent": AuditEvent.objects.create(action="x", object_type="y", object_id="1").pk,
+    }[entity]
+    assert superuser_client.get(f"{ADMIN}/{entity}/").status_code == 200
+    assert superuser_client.get(f"{ADMIN}/{entity}/add/").status_code == 403
+    assert superuser_client.post(f"{ADMIN}/{entity}/{pk}/delete/", {"post": "yes"}).status_code == 403
+    page = superuser_client.get(f"{ADMIN}/{entity}/{pk}/change/").content.decode()
+    assert 'name="_save"' not in page
+    assert ModelVersion.objects.filter(pk=version.pk).exists()
+    assert TrainingJob.objects.filter(pk=job.pk).exists()
+    assert Dataset.objects.filter(pk=dataset.pk).exists()
+
+
+def test_guardians_unaudited_object_permission_pages_are_not_offered(superuser_client):
+    model = AIModelFactory(name="signal")
+    assert superuser_client.get(f"{ADMIN}/aimodel/{model.pk}/permissions/").status_code in (302, 404)
