@@ -16,6 +16,7 @@ import pytest
 
 from models_mgmt.choices import JobStatus, Role
 from models_mgmt.models import AuditEvent, ModelVersion, ProgressEvent, TrainingEpoch, TrainingJob
+from models_mgmt.realtime.events import JOB_PHASES
 from models_mgmt.services import ai_model_create, dataset_import_builtin, training_job_stop
 from models_mgmt.services.base_models import base_model_register
 from models_mgmt.training.progress import JobProgress
@@ -74,10 +75,13 @@ def test_a_whole_job_overfits_its_training_set_and_delivers_an_artifact(api, llm
     assert outcome.status == JobStatus.SUCCEEDED, TrainingJob.objects.get(pk=job_id).error
     version = ModelVersion.objects.get(model=llm, version=outcome.version)
 
-    # live progress: the worker's clock emitted events carrying the trainer's step reports
+    # live progress: the worker's clock emitted events carrying the trainer's step reports, and
+    # the feed names every phase of the job, in order, as for the MLP family
     progress = ProgressEvent.objects.filter(job_id=job_id, type="job.progress")
-    assert progress.count() >= 2 and progress.last().payload["loss"] is not None
+    assert progress.count() >= 2 and any(e.payload["loss"] is not None for e in progress)
     assert TrainingEpoch.objects.filter(job_id=job_id).count() == 12
+    phases = [e.payload["phase"] for e in ProgressEvent.objects.filter(job_id=job_id).order_by("seq")]
+    assert [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]] == list(JOB_PHASES)
 
     # the product's metrics, beside the MLP family's baselines and backtest
     assert all(0.0 <= value <= 1.0 for value in version.performance_metrics.values())
@@ -85,6 +89,8 @@ def test_a_whole_job_overfits_its_training_set_and_delivers_an_artifact(api, llm
     assert version.accuracy == version.performance_metrics["overallScore"]
     meta = version.metadata
     assert meta["family"] == "llm-lora" and meta["trainSamples"] == 16
+    assert meta["bestEpoch"] >= 1 and meta["improvedOnStart"] is True  # the adapter beat the untouched base
+    assert meta["loss"] < meta["startValLoss"]
     # it learned its 16 examples: chance is 0.5 per task
     assert meta["trainingMetrics"]["overallScore"] >= 0.8, meta["trainingMetrics"]
     lineage = meta["lineage"]
