@@ -158,7 +158,7 @@ def test_config_defaults_of_the_family(api, maintainer, llm_model, settings):
         ({"hyperparameters": {"hiddenSizes": [64]}}, "hyperparameters", "unknown hyperparameter"),
         ({"hyperparameters": {"loraRank": 0}}, "hyperparameters", "at least 1"),
         ({"baseModel": "ghost"}, "baseModel", "no registered base model"),
-        ({"batchSize": 0}, "batchSize", "greater than or equal to 1"),
+        ({"batchSize": 0}, "batchSize", "at least 1"),
     ],
 )
 def test_bad_llm_configs_name_the_field(api, maintainer, llm_model, body, field, reason):
