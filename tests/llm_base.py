@@ -7,6 +7,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
+
 from models_mgmt.engine.bars import load_builtin
 from models_mgmt.engine.llm.data import build_instruction_data
 from models_mgmt.engine.llm.prompts import render_answer
@@ -72,8 +74,6 @@ def build_tiny_base(
 
 
 # --- Fixtures (registered for the whole suite in tests/conftest.py) ----------------------------
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

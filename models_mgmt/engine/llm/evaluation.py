@@ -42,14 +42,20 @@ def continuation_logliks(
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         ids, mask = _batch([p + c for p, c in chunk], pad_id, device)
-        with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        targets = ids[:, 1:]
-        picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        # Only the positions that predict a continuation token are scored: a large vocabulary's
+        # full logits in float32 would cost batch x length x vocab x 4 bytes.
+        rows, cols, targets = [], [], []
         for row, (prefix, continuation) in enumerate(chunk):
-            begin = len(prefix) - 1  # logits at position i predict token i + 1
-            out.append(float(picked[row, begin : begin + len(continuation)].sum()))
+            for offset, token in enumerate(continuation):
+                rows.append(row)
+                cols.append(len(prefix) - 1 + offset)  # logits at position i predict token i + 1
+                targets.append(token)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            chosen = logits[torch.tensor(rows, device=device), torch.tensor(cols, device=device)].float()
+            picked = torch.log_softmax(chosen, dim=-1).gather(-1, torch.tensor(targets, device=device)[:, None])[:, 0]
+        sums = torch.zeros(len(chunk), dtype=torch.float64).index_add_(0, torch.tensor(rows), picked.double().cpu())
+        out.extend(float(v) for v in sums)
     return out
 
 
@@ -111,9 +117,9 @@ def token_loss_sum(
     ids, mask = _batch([ids for ids, _ in chunk], pad_id, device)
     labels, _ = _batch([lab for _, lab in chunk], -100, device)
     grad = torch.is_grad_enabled() and model.training
+    targets = labels[:, 1:]
+    scored = targets != -100  # the answer tokens; logits at position i predict token i + 1
     with torch.set_grad_enabled(grad):
-        logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"
-        )
-    return loss, int((labels[:, 1:] != -100).sum())
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1][scored].float(), targets[scored], reduction="sum")
+    return loss, int(scored.sum())
