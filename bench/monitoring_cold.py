@@ -25,7 +25,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -38,24 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.predict import free_port  # noqa: E402 - after the path set-up above
+from bench.predict import environment, free_port  # noqa: E402 - after the path set-up above
 
 MODEL = "techanal-signal"
 COLD_TARGET_MS, WARM_TARGET_MS = 1000.0, 300.0
-
-
-def environment(work: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "techanal.settings",
-        "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "DEBUG": "false",
-        "ARTIFACTS_DIR": str(work / "artifacts"),
-        "LOG_LEVEL": "WARNING",
-        "CODE_REVISION": "bench",
-        "DEMO_PASSWORD": "bench-password",
-    }
 
 
 def call(port: int, method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[float, dict]:
@@ -98,7 +83,7 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=10, help="warm repetitions")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-monitoring-"))
-    env = environment(work)
+    env = {**os.environ, **environment(work), "DEMO_PASSWORD": "bench-password"}
     python = str(ROOT / ".venv" / "bin" / "python")
     try:
         for step in (["migrate", "--noinput"], ["createcachetable"]):  # as bin/run does

@@ -148,9 +148,9 @@ class DatasetAdmin(ReadOnlyAdmin):
 
 @admin.register(Bar)
 class BarAdmin(ReadOnlyAdmin):
-    list_display = ("dataset", "date", "open", "high", "low", "close", "volume")
+    list_display = ("dataset", "timestamp", "open", "high", "low", "close", "volume")
     list_filter = ("dataset",)
-    date_hierarchy = "date"
+    date_hierarchy = "timestamp"
 
 
 @admin.register(AuditEvent)

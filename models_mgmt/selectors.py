@@ -13,6 +13,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_VIEW, VersionStatus
+from models_mgmt.engine import timeframes
 from models_mgmt.errors import NotFound
 from models_mgmt.models import AIModel, Alert, AuditEvent, Bar, BaseModel, Dataset, ModelVersion, TrainingJob
 from models_mgmt.permissions import UserLike, has_global_perm
@@ -20,7 +21,7 @@ from models_mgmt.permissions import UserLike, has_global_perm
 if TYPE_CHECKING:
     import pandas as pd
 
-BAR_COLUMNS = ("date", "open", "high", "low", "close", "volume")
+BAR_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 
 
 def ai_models_visible(user: UserLike, codename: str = PERM_VIEW) -> QuerySet[AIModel]:
@@ -153,19 +154,58 @@ def alert_list(user: UserLike, model_name: str, status: str | None = None) -> Qu
 # (from `dataset_get`, or from a job or version it may see).
 
 
-def dataset_bars(dataset: Dataset, *, start: dt.date | None = None, end: dt.date | None = None) -> QuerySet[Bar]:
-    """The dataset's bars in [start, end] (either end open), oldest first."""
-    bars = dataset.bars.order_by("date")
-    if start:
-        bars = bars.filter(date__gte=start)
-    if end:
-        bars = bars.filter(date__lte=end)
+def dataset_bars(
+    dataset: Dataset, *, start: dt.date | dt.datetime | None = None, end: dt.date | dt.datetime | None = None
+) -> QuerySet[Bar]:
+    """The dataset's bars in [start, end] (either end open), oldest first. A date bound means its
+    whole UTC day, so a date window selects the same daily bars as before, and whole days of
+    intraday bars."""
+    bars = dataset.bars.order_by("timestamp")
+    if start is not None:
+        bars = bars.filter(timestamp__gte=timeframes.window_start(start))
+    if end is not None:
+        bars = bars.filter(timestamp__lte=timeframes.window_end(end))
     return bars
 
 
-def dataset_bars_frame(dataset: Dataset, *, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
-    """The same bars as a date-indexed OHLCV frame, the shape the engine takes."""
+def dataset_bars_frame(
+    dataset: Dataset,
+    *,
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+    history_bars: int = 0,
+    lookahead_bars: int = 0,
+) -> pd.DataFrame:
+    """The same bars as an OHLCV frame indexed by bar key, the shape the engine takes: dates for
+    daily and weekly datasets, a UTC DatetimeIndex for intraday ones (see `engine.timeframes`).
+
+    `history_bars` also loads that many bars before `start` (with no start: the last that many up
+    to `end`), `lookahead_bars` that many after `end`: windows counted in bars, whatever their
+    length.
+    """
     import pandas as pd  # heavy: only the processes that compute features load pandas
 
+    stamps = dataset.bars.values_list("timestamp", flat=True)
+    if history_bars and (start is not None or end is not None):
+        earlier = (
+            stamps.filter(timestamp__lt=timeframes.window_start(start))
+            if start is not None
+            else stamps.filter(timestamp__lte=timeframes.window_end(end))  # type: ignore[arg-type]
+        )
+        found = list(earlier.order_by("-timestamp")[history_bars - 1 : history_bars])
+        start = found[0] if found else None  # fewer bars than that: from the first
+    if lookahead_bars and end is not None:
+        later = list(
+            stamps.filter(timestamp__gt=timeframes.window_end(end)).order_by("timestamp")[
+                lookahead_bars - 1 : lookahead_bars
+            ]
+        )
+        end = later[0] if later else None
     rows = list(dataset_bars(dataset, start=start, end=end).values_list(*BAR_COLUMNS))
-    return pd.DataFrame(rows, columns=list(BAR_COLUMNS)).set_index("date")
+    frame = pd.DataFrame(rows, columns=list(BAR_COLUMNS))
+    times = frame.pop("timestamp")
+    if timeframes.timeframe(dataset.timeframe).intraday:
+        frame.index = pd.DatetimeIndex(pd.to_datetime(times, utc=True), name="timestamp")
+    else:
+        frame.index = pd.Index([stamp.astimezone(dt.UTC).date() for stamp in times], dtype=object, name="date")
+    return frame

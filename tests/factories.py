@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from guardian.shortcuts import assign_perm
 
 from models_mgmt.choices import ROLE_OBJECT_PERMS, DatasetSource, JobStatus, VersionStatus
+from models_mgmt.engine.timeframes import bar_timestamp
 from models_mgmt.models import AIModel, Bar, Dataset, ModelVersion, TrainingJob
 from models_mgmt.services.roles import roles_ensure
 
@@ -47,7 +48,7 @@ class DatasetFactory(factory.django.DjangoModelFactory):
         Bar.objects.bulk_create(
             Bar(
                 dataset=self,
-                date=start + dt.timedelta(days=i),
+                timestamp=bar_timestamp(start + dt.timedelta(days=i)),
                 open=100 + i,
                 high=101 + i,
                 low=99 + i,
@@ -57,8 +58,8 @@ class DatasetFactory(factory.django.DjangoModelFactory):
             for i in range(extracted)
         )
         self.bar_count = extracted
-        self.first_date = start
-        self.last_date = start + dt.timedelta(days=extracted - 1)
+        self.first_bar_at = bar_timestamp(start)
+        self.last_bar_at = bar_timestamp(start + dt.timedelta(days=extracted - 1))
         self.save()
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import Counter
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from models_mgmt.choices import ActivationPolicy, Role
+from models_mgmt.engine import timeframes
 from models_mgmt.engine.families import FAMILIES
 from models_mgmt.errors import InvalidInput
 from models_mgmt.models import AIModel, AuditEvent, Dataset, ModelVersion, TrainingEpoch, TrainingJob
@@ -33,6 +37,25 @@ class StrictSerializer(serializers.Serializer):
                     {key: [f"unknown or read-only field; allowed: {', '.join(self.fields)}"] for key in unknown}
                 )
         return super().to_internal_value(data)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class BarTimeField(serializers.Field):
+    """A bar's time: `YYYY-MM-DD` (a date: daily bars, or a whole UTC day of intraday bars) or an
+    ISO 8601 timestamp (`2024-03-01T14:30:00Z`; without a zone: UTC)."""
+
+    default_error_messages = {"invalid": "use YYYY-MM-DD or an ISO 8601 timestamp such as 2024-03-01T14:30:00Z"}
+
+    def to_internal_value(self, data: Any) -> dt.date | dt.datetime:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            return timeframes.parse_bar_time(data)
+        except ValueError:
+            self.fail("invalid")
+
+    def to_representation(self, value: Any) -> str:
+        return timeframes.format_key(value)
 
 
 # --- AI models ---------------------------------------------------------------------------------
@@ -240,8 +263,12 @@ class FineTuningConfigSerializer(StrictSerializer):
     )
     dataset = serializers.CharField(required=False, help_text="dataset name; default: the model's default")
     trainingDataSize = config_number("trainingDataSize", help_text="most recent N bars of the window; default: all")
-    startDate = serializers.DateField(required=False, help_text="first bar of the window; default: the first")
-    endDate = serializers.DateField(required=False, help_text="last bar of the window; default: the last")
+    startDate = BarTimeField(
+        required=False, help_text="first bar of the window (a date, or a timestamp for intraday); default: the first"
+    )
+    endDate = BarTimeField(
+        required=False, help_text="last bar of the window (a date: through its end, UTC); default: the last"
+    )
     epochs = config_number("epochs")
     learningRate = config_number("learningRate")
     batchSize = config_number("batchSize")
@@ -305,8 +332,14 @@ class TrainingJobDetailSerializer(TrainingJobSerializer):
 
 class DatasetSerializer(serializers.ModelSerializer):
     barCount = serializers.IntegerField(source="bar_count")
-    firstDate = serializers.DateField(source="first_date", allow_null=True)
-    lastDate = serializers.DateField(source="last_date", allow_null=True)
+    firstDate = serializers.DateField(source="first_date", allow_null=True, help_text="UTC date of the first bar")
+    lastDate = serializers.DateField(source="last_date", allow_null=True, help_text="UTC date of the last bar")
+    firstTimestamp = BarTimeField(source="first_bar_at", allow_null=True, help_text="first bar, ISO 8601 UTC")
+    lastTimestamp = BarTimeField(source="last_bar_at", allow_null=True, help_text="last bar, ISO 8601 UTC")
+    barsPerYear = serializers.SerializerMethodField(help_text="bars a year that annualise its backtests")
+    columns = serializers.JSONField(
+        help_text="what an uploaded file's columns were read as: used (field -> column), ignored, notes"
+    )
     createdBy = serializers.CharField(source="created_by.username", allow_null=True, default=None)
     createdAt = serializers.DateTimeField(source="created_at")
 
@@ -314,26 +347,44 @@ class DatasetSerializer(serializers.ModelSerializer):
         model = Dataset
         fields = [
             "name", "symbol", "timeframe", "source", "description", "licence", "barCount", "firstDate",
-            "lastDate", "createdBy", "createdAt",
+            "lastDate", "firstTimestamp", "lastTimestamp", "barsPerYear", "columns", "createdBy", "createdAt",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_barsPerYear(self, obj: Dataset) -> int:
+        return timeframes.timeframe(obj.timeframe).bars_per_year
 
 
 class DatasetUploadSerializer(StrictSerializer):
     name = serializers.CharField(max_length=64, validators=[dataset_name_validator])
     symbol = serializers.RegexField(r"^[A-Za-z0-9^._:=-]{1,32}$", help_text="ticker, e.g. AAPL or ^GSPC")
-    timeframe = serializers.ChoiceField(choices=["1m", "5m", "15m", "1h", "4h", "1d", "1w"], default="1d")
+    timeframe = serializers.ChoiceField(choices=list(timeframes.TIMEFRAMES), default="1d")
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
-    file = serializers.FileField(help_text="CSV with Date, Open, High, Low, Close, Volume columns")
+    file = serializers.FileField(
+        help_text="CSV with a date/time column (Date, Datetime, Timestamp, Time or unnamed first) and Open, High, "
+        "Low, Close, Volume (any case; others such as Adj Close are ignored)"
+    )
 
 
 class BarSerializer(serializers.Serializer):
-    date = serializers.DateField()
+    """One stored bar: `date` (YYYY-MM-DD) for daily and weekly datasets, `timestamp` (ISO 8601
+    UTC) for intraday ones; pass the dataset's timeframe in the context."""
+
+    date = serializers.DateField(required=False, help_text="daily and weekly bars")
+    timestamp = serializers.CharField(required=False, help_text="intraday bars: ISO 8601, UTC")
     open = serializers.FloatField()
     high = serializers.FloatField()
     low = serializers.FloatField()
     close = serializers.FloatField()
     volume = serializers.FloatField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        tf = timeframes.timeframe(self.context.get("timeframe"))
+        key = "timestamp" if tf.intraday else "date"
+        return {
+            key: timeframes.format_time(tf, instance.timestamp),
+            **{k: getattr(instance, k) for k in ("open", "high", "low", "close", "volume")},
+        }
 
 
 class DatasetDetailSerializer(DatasetSerializer):
@@ -345,8 +396,8 @@ class DatasetDetailSerializer(DatasetSerializer):
 
     def get_recentBars(self, obj: Dataset) -> list[dict[str, Any]]:
         """The last 10 bars, newest last."""
-        bars = list(obj.bars.order_by("-date")[:10])[::-1]
-        return list(BarSerializer(bars, many=True).data)
+        bars = list(obj.bars.order_by("-timestamp")[:10])[::-1]
+        return list(BarSerializer(bars, many=True, context={"timeframe": obj.timeframe}).data)
 
 
 # --- Audit -------------------------------------------------------------------------------------
@@ -381,9 +432,11 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 
 class BarInputSerializer(StrictSerializer):
-    """One OHLCV bar as a client sends it: the same rules as a CSV upload."""
+    """One OHLCV bar as a client sends it: the same rules as a CSV upload. Keyed by `date`
+    (YYYY-MM-DD: daily and weekly bars) or `timestamp` (ISO 8601; without a zone: UTC)."""
 
-    date = serializers.DateField()
+    date = serializers.DateField(required=False)
+    timestamp = serializers.DateTimeField(required=False, help_text="intraday bars")
     open = serializers.FloatField()
     high = serializers.FloatField()
     low = serializers.FloatField()
@@ -392,6 +445,8 @@ class BarInputSerializer(StrictSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
+        if ("date" in attrs) == ("timestamp" in attrs):
+            errors["date"] = ["give `date` (YYYY-MM-DD, daily bars) or `timestamp` (ISO 8601, intraday bars): one"]
         for key in ("open", "high", "low", "close", "volume"):
             if not math.isfinite(attrs[key]):
                 errors[key] = ["must be a finite number"]
@@ -410,13 +465,17 @@ class BarInputSerializer(StrictSerializer):
 
 
 def _check_bar_dates(bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    dates = [b["date"] for b in bars]
+    kinds = {"timestamp" if "timestamp" in b else "date" for b in bars}
+    if len(kinds) > 1:
+        raise serializers.ValidationError("give every bar a `date` or every bar a `timestamp`, not a mix")
+    kind = kinds.pop() if kinds else "date"
+    dates = [b[kind] for b in bars]
     if len(set(dates)) != len(dates):
         counts = Counter(dates)
-        twice = sorted(d.isoformat() for d, n in counts.items() if n > 1)
-        raise serializers.ValidationError(f"duplicate date(s): {', '.join(twice[:20])}")
+        twice = sorted(timeframes.format_key(d) for d, n in counts.items() if n > 1)
+        raise serializers.ValidationError(f"duplicate {kind}(s): {', '.join(twice[:20])}")
     if dates != sorted(dates):
-        raise serializers.ValidationError("bars must be in ascending date order")
+        raise serializers.ValidationError(f"bars must be in ascending {kind} order")
     return bars
 
 
@@ -427,7 +486,9 @@ class PredictSerializer(StrictSerializer):
     dataset = serializers.CharField(
         required=False, max_length=64, help_text="with asOf: predict from its bars; with bars: whose bars resolve it"
     )
-    asOf = serializers.DateField(required=False, help_text="last bar date to predict from (with dataset)")
+    asOf = BarTimeField(
+        required=False, help_text="last bar to predict from (with dataset): a date, or a timestamp for intraday"
+    )
 
     def validate_bars(self, bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
         limit = settings.MONITORING_PREDICT_MAX_BARS

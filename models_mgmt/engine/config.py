@@ -19,8 +19,9 @@ class FineTuningConfig:
     base_model: str | None = None
     activation_policy: str = "manual"
     hyperparameters: dict[str, Any] = field(default_factory=dict)
-    start_date: str | None = None  # ISO date: first bar used (inclusive); None = the dataset's first
-    end_date: str | None = None  # ISO date: last bar used (inclusive); None = the dataset's last
+    # ISO date (a whole UTC day) or, for intraday bars, ISO timestamp; both ends inclusive.
+    start_date: str | None = None  # first bar used; None = the dataset's first
+    end_date: str | None = None  # last bar used; None = the dataset's last
 
     _WIRE = {
         "model_name": "modelName",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .features import FEATURE_NAMES, compute_features
 from .labels import TASKS, compute_labels
+from .timeframes import format_key
 
 if TYPE_CHECKING:
     import numpy as np  # heavy: loaded on first use, not when the module is imported
@@ -60,7 +61,7 @@ class Normalization:
 
 @dataclass(frozen=True)
 class SampleSplit:
-    """Raw (unnormalised) features and 0/1 labels of both windows, in date order."""
+    """Raw (unnormalised) features and 0/1 labels of both windows, in time order."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -84,8 +85,11 @@ class SampleSplit:
         return _iso(self.val_dates[0]), _iso(self.val_dates[-1])
 
 
-def _iso(day: Any) -> str:
-    return day.isoformat()[:10] if hasattr(day, "isoformat") else str(day)
+def _iso(key: Any) -> str:
+    """A bar key as the windows record it: a date, or an intraday bar's UTC timestamp."""
+    if getattr(key, "tzinfo", None) is not None:
+        return format_key(key)
+    return key.isoformat()[:10] if hasattr(key, "isoformat") else str(key)
 
 
 def build_split(

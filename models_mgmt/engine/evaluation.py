@@ -18,7 +18,7 @@ from .labels import METRIC_OF_TASK, TASKS
 if TYPE_CHECKING:
     import numpy as np  # heavy: loaded on first use, not when the module is imported
 
-TRADING_DAYS_PER_YEAR = 252
+TRADING_DAYS_PER_YEAR = 252  # daily bars; other timeframes: timeframes.Timeframe.bars_per_year
 
 
 def _with_overall(scores: dict[str, float]) -> dict[str, float]:
@@ -72,7 +72,8 @@ def backtest(
 
     `maxDrawdown` is the largest peak-to-trough fall of equity as a positive fraction (0.2 = 20%);
     `hitRate` is the share of long bars that made money (0 when never long); `trades` counts
-    position changes; `sharpe` is annualised with `periods_per_year` and a zero risk-free rate.
+    position changes; `sharpe` is annualised with `periods_per_year` (the bars in a year of the
+    data's timeframe, returned as `barsPerYear`) and a zero risk-free rate.
     """
     import numpy as np  # heavy: loaded on first use, not when the module is imported
 
@@ -97,6 +98,7 @@ def backtest(
         "buyHoldSharpe": round(hold_sharpe, 6),
         "buyHoldMaxDrawdown": round(_non_negative(hold_drawdown), 6),
         "fee": fee,
+        "barsPerYear": periods_per_year,
     }
 
 

@@ -42,12 +42,17 @@ class TrainingSpec:
     seed: int = 42
     freeze_trunk: bool = False
     fee_per_trade: float = 0.0005
+    # Annualises the backtest's Sharpe ratios: the dataset's timeframe (see timeframes.py).
+    bars_per_year: int = 252
     # One thread is the fastest for this small network and keeps concurrent jobs from fighting.
     num_threads: int = 1
 
     @classmethod
-    def from_config(cls, config: FineTuningConfig, family: str = MULTITASK_MLP.name) -> TrainingSpec:
-        """Family defaults, overridden by the config's hyperparameters (validated by the family)."""
+    def from_config(
+        cls, config: FineTuningConfig, family: str = MULTITASK_MLP.name, *, bars_per_year: int = 252
+    ) -> TrainingSpec:
+        """Family defaults, overridden by the config's hyperparameters (validated by the family);
+        `bars_per_year` comes from the dataset's timeframe."""
         spec_family = FAMILIES[family]
         errors = spec_family.check(config.hyperparameters)
         if errors:
@@ -62,6 +67,7 @@ class TrainingSpec:
             validation_split=config.validation_split,
             early_stopping_patience=config.early_stopping_patience,
             training_data_size=config.training_data_size or None,
+            bars_per_year=bars_per_year,
             **extra,
         )
 

@@ -148,7 +148,9 @@ def run_training(
     metrics = task_metrics(probabilities, split.y_val)
     baselines = majority_baselines(split.y_train, split.y_val)
     phase("backtesting")
-    trades = backtest(probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade)
+    trades = backtest(
+        probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade, periods_per_year=spec.bars_per_year
+    )
     kept = outcome.model.state_dict()
     weights_changed = starting is None or any(
         name not in starting or not torch.equal(tensor, starting[name]) for name, tensor in kept.items()

@@ -22,16 +22,18 @@ class Prediction(models.Model):
         help_text="whose later bars resolve it",
     )
     source = models.CharField(max_length=16, help_text="bars | dataset")
-    as_of = models.DateField(help_text="date of the last bar the prediction saw")
+    as_of = models.DateTimeField(help_text="timestamp of the last bar the prediction saw (a daily bar: 00:00 UTC)")
     horizon = models.PositiveIntegerField()
     breakout_window = models.PositiveIntegerField()
-    due_on = models.DateField(help_text="expected date of the horizon's last bar (business days)")
+    due_on = models.DateTimeField(
+        help_text="earliest time the horizon's last bar can carry (daily: business days; intraday: bar lengths)"
+    )
     features = models.JSONField()
     outputs = models.JSONField(help_text="{task: probability}")
     latency_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    horizon_end = models.DateField(null=True, blank=True, help_text="date of the bar that resolved it")
+    horizon_end = models.DateTimeField(null=True, blank=True, help_text="timestamp of the bar that resolved it")
     labels = models.JSONField(null=True, blank=True, help_text="{task: 0|1}")
     correct = models.JSONField(null=True, blank=True, help_text="{task: bool}")
 

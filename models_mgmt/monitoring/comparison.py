@@ -10,22 +10,23 @@ from typing import Any
 
 from models_mgmt import selectors
 from models_mgmt.choices import VersionStatus
+from models_mgmt.engine import timeframes
 from models_mgmt.errors import NotFound
-from models_mgmt.models import AIModel, ModelVersion
+from models_mgmt.models import AIModel, Dataset, ModelVersion
 from models_mgmt.permissions import UserLike
 
 from .drift import thresholds
 from .scoring import score_on_window
-from .windows import HISTORY_DAYS, hyper, iso_day
+from .windows import DAYS_PER_BAR, BarTime, bar_after, counts_days, frame_with_history, hyper, iso_day
 
 
-def _train_end(version: ModelVersion) -> dt.date | None:
+def _train_end(version: ModelVersion) -> BarTime | None:
     window = (version.metadata or {}).get("trainWindow")
-    return dt.date.fromisoformat(window[1]) if window else None
+    return timeframes.parse_bar_time(window[1]) if window else None
 
 
 def held_out_comparison(
-    model: AIModel, versions: list[ModelVersion], *, start: dt.date | None = None, end: dt.date | None = None
+    model: AIModel, versions: list[ModelVersion], *, start: BarTime | None = None, end: BarTime | None = None
 ) -> dict[str, Any]:
     """Every chosen version scored on ONE window of the model's dataset.
 
@@ -37,38 +38,39 @@ def held_out_comparison(
     limits = thresholds()
     dataset = model.default_dataset or next((v.dataset for v in versions if v.dataset), None)
     scored = [v for v in versions if v.artifact_path and (Path(v.artifact_path) / "model.onnx").is_file()]
-    if dataset is None or not scored or dataset.last_date is None:
+    if dataset is None or not scored or dataset.last_bar_at is None:
         return {"status": "unavailable", "detail": "no dataset or no version with an artifact to evaluate",
                 "window": None, "results": {}, "deltas": {}}  # fmt: skip
     chosen_by = "request"
     if start is None and end is None:
         ends = [e for e in (_train_end(v) for v in scored) if e is not None]
         horizon = max(hyper(v)[0] for v in scored)
-        start = (max(ends) + dt.timedelta(days=int(horizon * 1.6) + 2)) if ends else None
+        start = _after_training(dataset, max(ends, key=timeframes.window_start), horizon) if ends else None
         chosen_by = "after the latest training window"
-        labelled = dataset.bars.filter(date__gte=start).count() - horizon if start else 0
+        labelled = selectors.dataset_bars(dataset, start=start).count() - horizon if start else 0
         if start is None or labelled < limits.min_samples:
             validation: list[list[str]] = [w for w in ((v.metadata or {}).get("validationWindow") for v in scored) if w]
             if not validation:
                 return {"status": "unavailable", "detail": "the versions record no training or validation window",
                         "window": None, "results": {}, "deltas": {}}  # fmt: skip
             latest = max(validation, key=lambda w: w[1])
-            start, end = dt.date.fromisoformat(latest[0]), dt.date.fromisoformat(latest[1])
+            start, end = timeframes.parse_bar_time(latest[0]), timeframes.parse_bar_time(latest[1])
             chosen_by = "the latest validation window (no unseen bars after the training windows)"
     if start is None:  # only `end` requested: the window runs from the dataset's first bar
         start = dataset.first_date or end
     end = end or dataset.last_date
     assert start is not None and end is not None  # the dataset has bars (last_date is set)
-    frame = selectors.dataset_bars_frame(
-        dataset, start=start - dt.timedelta(days=HISTORY_DAYS), end=end + dt.timedelta(days=120)
-    )
+    # Labels of the window's last bars read up to 60 bars (the longest horizon) past its end.
+    frame = frame_with_history(dataset, start, end, lookahead_days=120, lookahead_bars=61)
+    per_year = timeframes.timeframe(dataset.timeframe).bars_per_year
     results: dict[str, Any] = {}
     for version in scored:
-        score = score_on_window(version, frame, start, end)
+        score = score_on_window(version, frame, start, end, bars_per_year=per_year)
         if score is None:
             continue
         train_end = _train_end(version)
-        results[version.version] = {**score, "seenInTraining": bool(train_end and train_end >= start)}
+        seen = bool(train_end and timeframes.window_start(train_end) >= timeframes.window_start(start))
+        results[version.version] = {**score, "seenInTraining": seen}
     reference = next((v.version for v in versions if v.status == VersionStatus.ACTIVE and v.version in results), None)
     reference = reference or next((v.version for v in versions if v.version in results), None)
     deltas: dict[str, Any] = {}
@@ -94,6 +96,14 @@ def held_out_comparison(
         "deltas": deltas,
         "detail": "every version scored on the same bars; deltas are against the reference version",
     }
+
+
+def _after_training(dataset: Dataset, train_end: BarTime, horizon: int) -> BarTime | None:
+    """The first bar no training label reached: past the training window's last bar plus the
+    horizon (daily: a calendar span with slack for holidays; else counted in bars)."""
+    if counts_days(dataset):
+        return train_end + dt.timedelta(days=int(horizon * DAYS_PER_BAR) + 2)
+    return bar_after(dataset, train_end, horizon + 1)
 
 
 def _delta(value: Any, base: Any) -> float | None:
@@ -168,8 +178,8 @@ def model_version_comparison(
     user: UserLike,
     model_name: str,
     versions: list[str] | None,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
+    start: BarTime | None = None,
+    end: BarTime | None = None,
 ) -> dict[str, Any]:
     """Versions side by side: each stored metric's value per version and which version is best,
     and (`heldOut`) every version re-evaluated on one common held-out window.

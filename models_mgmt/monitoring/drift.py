@@ -19,7 +19,7 @@ from django.core.cache import caches
 
 from models_mgmt import selectors
 from models_mgmt.choices import VersionStatus
-from models_mgmt.engine import drift
+from models_mgmt.engine import drift, timeframes
 from models_mgmt.engine.features import FEATURE_NAMES, compute_features
 from models_mgmt.engine.labels import METRIC_OF_TASK, TASKS
 from models_mgmt.models import AIModel, Dataset, DriftReport, ModelVersion, Prediction
@@ -27,7 +27,16 @@ from models_mgmt.permissions import UserLike
 
 from . import serving
 from .scoring import score_on_window
-from .windows import HISTORY_DAYS, iso_day
+from .windows import (
+    DAYS_PER_BAR,
+    HISTORY_BARS,
+    BarTime,
+    counts_days,
+    frame_up_to,
+    frame_with_history,
+    iso_day,
+    timeframe_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +52,13 @@ def thresholds() -> drift.Thresholds:
     )
 
 
-def _feature_matrix(frame: Any, start: dt.date | None, end: dt.date | None) -> tuple[Any, list[Any]]:
-    """Finite feature rows of `frame` with dates in [start, end], and their dates."""
+def _feature_matrix(frame: Any, start: BarTime | None, end: BarTime | None) -> tuple[Any, list[Any]]:
+    """Finite feature rows of `frame` with bar times in [start, end], and their bar keys."""
     import numpy as np  # heavy: stays out of processes that never compute drift
 
     features = compute_features(frame)
-    keep = features.notna().all(axis=1).to_numpy().copy()
-    index = np.asarray(features.index)
-    if start:
-        keep &= index >= start
-    if end:
-        keep &= index <= end
-    return features.to_numpy(dtype=np.float64)[keep], list(index[keep])
+    keep = features.notna().all(axis=1).to_numpy() & timeframes.within(features.index, start, end)
+    return features.to_numpy(dtype=np.float64)[keep], list(features.index[keep])
 
 
 def reference_features(version: ModelVersion) -> tuple[Any, dict[str, Any]] | None:
@@ -63,8 +67,8 @@ def reference_features(version: ModelVersion) -> tuple[Any, dict[str, Any]] | No
     dataset = version.dataset
     if not window or dataset is None:
         return None
-    start, end = (dt.date.fromisoformat(d) for d in window)
-    frame = selectors.dataset_bars_frame(dataset, start=start - dt.timedelta(days=HISTORY_DAYS), end=end)
+    start, end = (timeframes.parse_bar_time(d) for d in window)
+    frame = frame_with_history(dataset, start, end)
     matrix, dates = _feature_matrix(frame, start, end)
     if not len(matrix):
         return None
@@ -88,20 +92,23 @@ def _stored_histograms(version: ModelVersion) -> dict[str, tuple[Sequence[float]
 
 
 def current_window(
-    model: AIModel, version: ModelVersion, dataset: Dataset | None, start: dt.date | None, end: dt.date | None
+    model: AIModel, version: ModelVersion, dataset: Dataset | None, start: BarTime | None, end: BarTime | None
 ) -> tuple[Dataset | None, Any, Any, list[Any]]:
-    """(dataset, bars frame with history, feature rows, their dates) of the recent window."""
+    """(dataset, bars frame with history, feature rows, their bar keys) of the recent window: the
+    last MONITORING_DRIFT_WINDOW_BARS bars of the dataset's timeframe, or [start, end]."""
     dataset = dataset or model.default_dataset or version.dataset
-    end = end or (dataset.last_date if dataset is not None else None)
+    end = end or (dataset.last_bar_at if dataset is not None else None)
     if dataset is None or end is None:
         return None, None, None, []
-    load_from = (start or (end - dt.timedelta(days=int(settings.MONITORING_DRIFT_WINDOW_BARS * 1.6)))) - dt.timedelta(
-        days=HISTORY_DAYS
-    )
-    frame = selectors.dataset_bars_frame(dataset, start=load_from, end=end)
+    size = settings.MONITORING_DRIFT_WINDOW_BARS
+    if start is not None:
+        frame = frame_with_history(dataset, start, end)
+    elif counts_days(dataset):
+        frame = frame_with_history(dataset, end - dt.timedelta(days=int(size * DAYS_PER_BAR)), end)
+    else:
+        frame = frame_up_to(dataset, end, size + HISTORY_BARS)
     matrix, dates = _feature_matrix(frame, start, end)
     if start is None:
-        size = settings.MONITORING_DRIFT_WINDOW_BARS
         matrix, dates = matrix[-size:], dates[-size:]
     return dataset, frame, matrix, dates
 
@@ -159,12 +166,14 @@ def _rollback_candidate(model: AIModel, active: ModelVersion) -> ModelVersion | 
     )
 
 
-def _sections_key(active: ModelVersion, dataset: Dataset, start: dt.date | None, end: dt.date | None) -> str:
+def _sections_key(active: ModelVersion, dataset: Dataset, start: BarTime | None, end: BarTime | None) -> str:
     """Everything the data and prediction sections depend on: the version's weights, the dataset's
-    bars (appending bars changes count and last date), the window and the thresholds."""
+    bars (appending bars changes count and last bar), the window and the thresholds."""
     limits = thresholds()
+    # Bar times as ISO 8601 without spaces: the key stays valid for memcached too.
+    times = (timeframes.format_key(t) if t else None for t in (dataset.last_bar_at, start, end))
     parts = (
-        active.pk, active.checksum[:16], dataset.pk, dataset.bar_count, dataset.last_date, start, end,
+        active.pk, active.checksum[:16], dataset.pk, dataset.bar_count, *times,
         settings.MONITORING_DRIFT_WINDOW_BARS, limits.psi_warn, limits.psi_alert, limits.ks_pvalue,
         limits.feature_share, limits.min_samples,
     )  # fmt: skip
@@ -182,7 +191,7 @@ def _cache_call(method: str, *args: Any) -> Any:
 
 
 def _window_sections(
-    model: AIModel, active: ModelVersion, dataset: Dataset | None, start: dt.date | None, end: dt.date | None
+    model: AIModel, active: ModelVersion, dataset: Dataset | None, start: BarTime | None, end: BarTime | None
 ) -> dict[str, Any]:
     """The data and prediction drift of `active` on the window: the expensive part of a report
     (features over the training and recent windows, ONNX outputs, the statistics), cached in the
@@ -240,8 +249,8 @@ def drift_report_compute(
     active: ModelVersion | None,
     *,
     dataset: Dataset | None = None,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
+    start: BarTime | None = None,
+    end: BarTime | None = None,
 ) -> dict[str, Any]:
     """Data, prediction and performance drift of the active version, a verdict and a recommendation."""
     limits = thresholds()
@@ -304,12 +313,12 @@ def drift_report_compute(
         previous = _rollback_candidate(model, active)
         used = Dataset.objects.filter(name=window["dataset"]).first()
         if previous is not None and used is not None:
-            start_day, end_day = dt.date.fromisoformat(str(window["start"])), dt.date.fromisoformat(str(window["end"]))
-            frame = selectors.dataset_bars_frame(
-                used, start=start_day - dt.timedelta(days=HISTORY_DAYS), end=end_day + dt.timedelta(days=120)
-            )
-            mine = score_on_window(active, frame, start_day, end_day)
-            theirs = score_on_window(previous, frame, start_day, end_day)
+            first, last = (timeframes.parse_bar_time(str(window[k])) for k in ("start", "end"))
+            # Labels of the window's last bars read up to 60 bars (the longest horizon) past its end.
+            frame = frame_with_history(used, first, last, lookahead_days=120, lookahead_bars=61)
+            per_year = timeframe_of(used).bars_per_year
+            mine = score_on_window(active, frame, first, last, bars_per_year=per_year)
+            theirs = score_on_window(previous, frame, first, last, bars_per_year=per_year)
             if mine and theirs:
                 a, b = mine["performanceMetrics"]["overallScore"], theirs["performanceMetrics"]["overallScore"]
                 if b > a:
@@ -371,8 +380,8 @@ def model_drift_report(
     model_name: str,
     *,
     dataset_name: str | None = None,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
+    start: BarTime | None = None,
+    end: BarTime | None = None,
 ) -> dict[str, Any]:
     """A drift report computed now (nothing stored), with the history the schedule kept."""
     model = selectors.ai_model_get(user, model_name)

@@ -11,8 +11,8 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
-from models_mgmt import selectors
 from models_mgmt.choices import PERM_VIEW, VersionStatus
+from models_mgmt.engine import timeframes
 from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.labels import compute_labels
 from models_mgmt.errors import Conflict, InvalidInput, Unavailable
@@ -20,17 +20,43 @@ from models_mgmt.models import AIModel, Dataset, Prediction
 from models_mgmt.permissions import UserLike, require_model_perm
 
 from . import ollama, serving
-from .windows import HISTORY_DAYS, hyper
+from .windows import frame_up_to, frame_with_history, hyper
 
 logger = logging.getLogger(__name__)
 OUTPUT_LABELS = {"signal": ("down", "up"), "risk": ("normal", "high"), "pattern": ("range", "breakout")}
 
 
 def _frame(rows: list[dict[str, Any]]) -> Any:
+    """Submitted bars as the engine's frame: indexed by date, or by UTC timestamp (intraday)."""
     import pandas as pd  # heavy: only processes that serve predictions load pandas
 
-    frame = pd.DataFrame(rows, columns=["date", "open", "high", "low", "close", "volume"]).set_index("date")
-    return frame.astype(float)
+    values = ["open", "high", "low", "close", "volume"]
+    frame = pd.DataFrame([{k: r[k] for k in values} for r in rows], columns=values).astype(float)
+    if rows and "timestamp" in rows[0]:
+        frame.index = pd.DatetimeIndex([timeframes.bar_timestamp(r["timestamp"]) for r in rows], name="timestamp")
+    else:
+        frame.index = pd.Index([r["date"] for r in rows], dtype=object, name="date")
+    return frame
+
+
+def _timeframe_of_bars(frame: Any, resolve_in: Dataset | None) -> timeframes.Timeframe:
+    """The timeframe submitted bars are in: the resolving dataset's (which they must match), else
+    daily for dates and the most common spacing for timestamps."""
+    intraday = getattr(frame.index, "tz", None) is not None
+    if resolve_in is not None:
+        tf = timeframes.timeframe(resolve_in.timeframe)
+        if tf.intraday != intraday:
+            give = "`timestamp` (ISO 8601)" if tf.intraday else "`date` (YYYY-MM-DD)"
+            raise InvalidInput(
+                "Bars do not match the dataset that resolves them.",
+                fields={"bars": [f"dataset '{resolve_in.name}' holds {tf.name} bars; give each bar a {give}"]},
+            )
+        return tf
+    if not intraday:
+        return timeframes.DAILY
+    gaps = frame.index.to_series().diff().dropna()
+    minutes = round(gaps.mode().iloc[0].total_seconds() / 60) if len(gaps) else 60
+    return next((t for t in timeframes.TIMEFRAMES.values() if t.minutes == minutes), timeframes.Timeframe("", minutes))
 
 
 def prediction_make(
@@ -39,7 +65,7 @@ def prediction_make(
     model: AIModel,
     bars: list[dict[str, Any]] | None = None,
     dataset: Dataset | None = None,
-    as_of: dt.date | None = None,
+    as_of: dt.date | dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Serve the active version on a window of bars (given, or a dataset's up to `as_of`) and log it.
 
@@ -65,19 +91,15 @@ def prediction_make(
     if bars is not None:
         frame, source, field = _frame(bars), "bars", "bars"
         resolve_in = dataset or model.default_dataset or active.dataset
+        tf = _timeframe_of_bars(frame, resolve_in)
     else:
         assert dataset is not None and as_of is not None
-        history = dt.timedelta(days=int((serving.LOOKBACK_BARS + 200) * 1.6))
-        frame, source, field = (
-            selectors.dataset_bars_frame(dataset, start=as_of - history, end=as_of),
-            "dataset",
-            "asOf",
-        )
-        resolve_in = dataset
+        frame, source, field = frame_up_to(dataset, as_of, serving.LOOKBACK_BARS + 200), "dataset", "asOf"
+        resolve_in, tf = dataset, timeframes.timeframe(dataset.timeframe)
         if len(frame) == 0:
             raise InvalidInput(
                 "No bars up to asOf.",
-                fields={"asOf": [f"dataset '{dataset.name}' has no bars on or before {as_of}"]},
+                fields={"asOf": [f"dataset '{dataset.name}' has no bars on or before {timeframes.format_key(as_of)}"]},
             )
     try:
         features = serving.feature_row(frame)
@@ -88,14 +110,14 @@ def prediction_make(
 
     horizon, breakout = hyper(active)
     last = frame.index[-1]
-    due_on = dt.date.fromisoformat(str(np.busday_offset(np.datetime64(last, "D"), horizon, roll="forward")))
+    due_on = timeframes.earliest_due(tf, last, horizon)
     outputs = {task: round(float(p), 6) for task, p in zip(served.tasks, probabilities, strict=True)}
     prediction = Prediction.objects.create(
         model=model,
         version=active,
         dataset=resolve_in,
         source=source,
-        as_of=last,
+        as_of=timeframes.bar_timestamp(last),
         horizon=horizon,
         breakout_window=breakout,
         due_on=due_on,
@@ -107,9 +129,9 @@ def prediction_make(
         "predictionId": prediction.pk,
         "modelName": model.name,
         "version": served.version,
-        "asOf": last.isoformat(),
+        "asOf": timeframes.format_key(last),
         "horizon": horizon,
-        "horizonDueOn": due_on.isoformat(),
+        "horizonDueOn": timeframes.format_time(tf, due_on),
         "outputs": {
             task: {"probability": p, "prediction": OUTPUT_LABELS.get(task, ("no", "yes"))[int(p > 0.5)]}
             for task, p in outputs.items()
@@ -123,13 +145,14 @@ def predictions_resolve(*, dataset_id: int | None = None) -> int:
     """Resolve every prediction whose horizon's bars have arrived in its dataset. Returns how many.
 
     Labels are computed exactly as in training (`engine.labels`), on the dataset's bars: a
-    prediction of bar t is resolved once bar t+H exists. Until then it stays pending, however
-    late the bars are.
+    prediction of bar t is resolved once bar t+H exists, H counted in bars of the dataset's
+    timeframe. Until then it stays pending, however late the bars are.
     """
     import numpy as np  # heavy: only processes that resolve predictions load numpy
+    import pandas as pd  # heavy: only processes that resolve predictions load pandas
 
     pending = Prediction.objects.filter(
-        resolved_at__isnull=True, dataset__isnull=False, due_on__lte=F("dataset__last_date")
+        resolved_at__isnull=True, dataset__isnull=False, due_on__lte=F("dataset__last_bar_at")
     )
     if dataset_id is not None:
         pending = pending.filter(dataset_id=dataset_id)
@@ -137,8 +160,8 @@ def predictions_resolve(*, dataset_id: int | None = None) -> int:
     for ds_id in sorted(set(pending.values_list("dataset_id", flat=True))):
         rows = list(pending.filter(dataset_id=ds_id).order_by("as_of"))
         dataset = Dataset.objects.get(pk=ds_id)
-        frame = selectors.dataset_bars_frame(dataset, start=rows[0].as_of - dt.timedelta(days=HISTORY_DAYS))
-        index = np.asarray(frame.index)
+        frame = frame_with_history(dataset, rows[0].as_of)
+        index = timeframes.utc_index(frame.index)
         labels_by: dict[tuple[int, int], Any] = {}
         now, done = timezone.now(), []
         for prediction in rows:
@@ -146,7 +169,7 @@ def predictions_resolve(*, dataset_id: int | None = None) -> int:
             if key not in labels_by:
                 labels_by[key] = compute_labels(frame, horizon=key[0], breakout_window=key[1])
             labels = labels_by[key]
-            position = int(np.searchsorted(index, np.asarray(prediction.as_of), side="right")) - 1
+            position = int(index.searchsorted(pd.Timestamp(prediction.as_of), side="right")) - 1
             if position < 0 or position + prediction.horizon >= len(index):
                 continue
             row = labels.iloc[position]
@@ -155,7 +178,7 @@ def predictions_resolve(*, dataset_id: int | None = None) -> int:
                 continue
             prediction.labels = truth
             prediction.correct = {t: (prediction.outputs[t] > 0.5) == bool(v) for t, v in truth.items()}
-            prediction.horizon_end = index[position + prediction.horizon]
+            prediction.horizon_end = index[position + prediction.horizon].to_pydatetime()
             prediction.resolved_at = now
             done.append(prediction)
         Prediction.objects.bulk_update(done, ["labels", "correct", "horizon_end", "resolved_at"], batch_size=500)

@@ -6,17 +6,26 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from models_mgmt.engine.evaluation import backtest, task_metrics
+from models_mgmt.engine.evaluation import TRADING_DAYS_PER_YEAR, backtest, task_metrics
 from models_mgmt.engine.features import compute_features
 from models_mgmt.engine.labels import TASKS, compute_labels
+from models_mgmt.engine.timeframes import within
 from models_mgmt.models import ModelVersion
 
 from . import serving
 from .windows import hyper, iso_day
 
 
-def score_on_window(version: ModelVersion, frame: Any, start: dt.date, end: dt.date) -> dict[str, Any] | None:
-    """The version's task accuracies and backtest on the labelled bars of [start, end] of `frame`."""
+def score_on_window(
+    version: ModelVersion,
+    frame: Any,
+    start: dt.date | dt.datetime,
+    end: dt.date | dt.datetime,
+    *,
+    bars_per_year: int = TRADING_DAYS_PER_YEAR,
+) -> dict[str, Any] | None:
+    """The version's task accuracies and backtest on the labelled bars of [start, end] of `frame`
+    (the backtest annualised with the frame's `bars_per_year`)."""
     import numpy as np  # heavy: stays out of processes that never score
 
     horizon, breakout = hyper(version)
@@ -27,8 +36,7 @@ def score_on_window(version: ModelVersion, frame: Any, start: dt.date, end: dt.d
         features.notna().all(axis=1).to_numpy()
         & labels[list(TASKS)].notna().all(axis=1).to_numpy()
         & labels["next_return"].notna().to_numpy()
-        & (index >= start)
-        & (index <= end)
+        & within(frame.index, start, end)
     )
     if usable.sum() < 1:
         return None
@@ -42,7 +50,10 @@ def score_on_window(version: ModelVersion, frame: Any, start: dt.date, end: dt.d
     return {
         "performanceMetrics": task_metrics(probabilities, truth),
         "backtest": backtest(
-            probabilities[:, TASKS.index("signal")], labels["next_return"].to_numpy()[usable], fee=fee
+            probabilities[:, TASKS.index("signal")],
+            labels["next_return"].to_numpy()[usable],
+            fee=fee,
+            periods_per_year=bars_per_year,
         ),
         "samples": int(usable.sum()),
         "start": iso_day(index[usable][0]),

@@ -1,48 +1,61 @@
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
-import django_q.tasks
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from models_mgmt.choices import DatasetSource
 from models_mgmt.engine import bars as engine_bars
+from models_mgmt.engine import timeframes
 from models_mgmt.errors import Conflict, InvalidInput
 from models_mgmt.models import Bar, Dataset
 from models_mgmt.permissions import UserLike, require_global_perm
 
 from .audit import audit_record
+from .queue import RESOLVE_PREDICTIONS, WARM_DRIFT_REPORTS, task_enqueue
 
 logger = logging.getLogger(__name__)
-RESOLVE_TASK = "models_mgmt.tasks.predictions_resolve"
-WARM_TASK = "models_mgmt.tasks.drift_reports_warm"  # new bars: a new drift report, computed by a worker
 
 
 def _store_bars(dataset: Dataset, frame: Any) -> None:
+    """Bars of a frame indexed by bar key (a date, or a timestamp) under their UTC timestamps."""
+    stamps = [timeframes.bar_timestamp(key) for key in frame.index]
     Bar.objects.bulk_create(
         [
             Bar(
-                dataset=dataset, date=day, open=row.open, high=row.high, low=row.low, close=row.close, volume=row.volume
+                dataset=dataset,
+                timestamp=stamp,
+                open=row.open,
+                high=row.high,
+                low=row.low,
+                close=row.close,
+                volume=row.volume,
             )
-            for day, row in zip(frame.index, frame.itertuples(index=False), strict=True)
+            for stamp, row in zip(stamps, frame.itertuples(index=False), strict=True)
         ],
         batch_size=2000,
     )
     dataset.bar_count = len(frame)
-    dataset.first_date = frame.index[0] if len(frame) else None
-    dataset.last_date = frame.index[-1] if len(frame) else None
-    dataset.save(update_fields=["bar_count", "first_date", "last_date"])
+    dataset.first_bar_at = stamps[0] if stamps else None
+    dataset.last_bar_at = stamps[-1] if stamps else None
+    dataset.save(update_fields=["bar_count", "first_bar_at", "last_bar_at"])
+
+
+def _shown(dataset: Dataset, stamp: dt.datetime | None) -> str | None:
+    return timeframes.format_time(timeframes.timeframe(dataset.timeframe), stamp) if stamp else None
 
 
 def _snapshot(dataset: Dataset) -> dict[str, Any]:
     return {
         "name": dataset.name,
         "symbol": dataset.symbol,
+        "timeframe": dataset.timeframe,
         "bars": dataset.bar_count,
-        "firstDate": str(dataset.first_date) if dataset.first_date else None,
-        "lastDate": str(dataset.last_date) if dataset.last_date else None,
+        "firstDate": _shown(dataset, dataset.first_bar_at),
+        "lastDate": _shown(dataset, dataset.last_bar_at),
     }
 
 
@@ -52,7 +65,7 @@ def dataset_create_from_csv(
     """Validate a CSV completely, then store it in one transaction: all bars or nothing."""
     uploader = require_global_perm(actor, "add_dataset", "You may not upload datasets (the maintainer role may).")
     try:
-        frame = engine_bars.parse_csv(data, max_bytes=settings.CSV_UPLOAD_MAX_BYTES)
+        parsed = engine_bars.parse_csv(data, max_bytes=settings.CSV_UPLOAD_MAX_BYTES, timeframe=timeframe)
     except engine_bars.BarsError as exc:
         raise InvalidInput(
             exc.message,
@@ -67,8 +80,9 @@ def dataset_create_from_csv(
                 description=description,
                 source=DatasetSource.UPLOAD,
                 created_by=uploader,
+                columns=parsed.recognised,
             )
-            _store_bars(dataset, frame)
+            _store_bars(dataset, parsed.frame)
             audit_record(actor=actor, action="dataset.created", obj=dataset, after=_snapshot(dataset))
     except IntegrityError as exc:
         raise InvalidInput("Name taken.", fields={"name": ["a dataset with this name already exists"]}) from exc
@@ -95,48 +109,71 @@ def dataset_import_builtin(*, name: str) -> Dataset:
     return dataset
 
 
+def _bar_times(dataset: Dataset, bars: list[dict[str, Any]]) -> list[dt.datetime]:
+    """Each bar's stored timestamp, keyed as the dataset's timeframe keys bars: a daily dataset
+    takes `date` (or a timestamp at 00:00 UTC), an intraday one `timestamp`."""
+    tf = timeframes.timeframe(dataset.timeframe)
+    stamps: list[dt.datetime] = []
+    wrong: list[str] = []
+    for position, bar in enumerate(bars):
+        day, stamp = bar.get("date"), bar.get("timestamp")
+        if tf.intraday and stamp is None:
+            wrong.append(f"bar {position}: dataset '{dataset.name}' holds {tf.name} bars; give `timestamp` (ISO 8601)")
+        elif not tf.intraday and stamp is not None and stamp != timeframes.bar_timestamp(stamp.date()):
+            wrong.append(
+                f"bar {position}: dataset '{dataset.name}' holds {tf.name} bars keyed by date; give `date` (YYYY-MM-DD)"
+            )
+        else:
+            stamps.append(timeframes.bar_timestamp(stamp if stamp is not None else day))
+    if wrong:
+        raise InvalidInput("Bars do not match the dataset's timeframe.", fields={"bars": wrong[:20]})
+    return stamps
+
+
 def dataset_bars_append(*, actor: UserLike, dataset: Dataset, bars: list[dict[str, Any]]) -> dict[str, Any]:
-    """Append validated bars; a bar whose date exists with the same values changes nothing, with
-    other values it is refused (409), and new dates must come after the dataset's last bar."""
+    """Append validated bars; a bar whose time exists with the same values changes nothing, with
+    other values it is refused (409), and new bars must come after the dataset's last bar."""
     require_global_perm(actor, "change_dataset", "You may not change datasets (the maintainer role may).")
+    stamps = _bar_times(dataset, bars)
+    values = ("open", "high", "low", "close", "volume")
     with transaction.atomic():
         dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
-        dates = [b["date"] for b in bars]
-        existing = {b.date: b for b in dataset.bars.filter(date__in=dates)}
+        existing = {b.timestamp: b for b in dataset.bars.filter(timestamp__in=stamps)}
         conflicts, unchanged, new = [], 0, []
-        for bar in bars:
-            old = existing.get(bar["date"])
+        for stamp, bar in zip(stamps, bars, strict=True):
+            old = existing.get(stamp)
             if old is None:
-                new.append(bar)
-            elif all(abs(getattr(old, k) - bar[k]) <= 1e-9 * max(1.0, abs(bar[k])) for k in
-                     ("open", "high", "low", "close", "volume")):  # fmt: skip
+                new.append(Bar(dataset=dataset, timestamp=stamp, **{k: bar[k] for k in values}))
+            elif all(abs(getattr(old, k) - bar[k]) <= 1e-9 * max(1.0, abs(bar[k])) for k in values):
                 unchanged += 1
             else:
-                conflicts.append(bar["date"].isoformat())
+                conflicts.append(_shown(dataset, stamp))
         if conflicts:
             raise Conflict(
-                f"{len(conflicts)} bar(s) exist with other values: {', '.join(conflicts[:20])}; nothing was stored.",
+                f"{len(conflicts)} bar(s) exist with other values: {', '.join(map(str, conflicts[:20]))}; "
+                "nothing was stored.",
                 code="bar_conflict",
             )
-        early = [b["date"].isoformat() for b in new if dataset.last_date and b["date"] <= dataset.last_date]
+        last = dataset.last_bar_at
+        early = [str(_shown(dataset, b.timestamp)) for b in new if last and b.timestamp <= last]
         if early:
             raise InvalidInput(
                 "Bars can only be appended after the last bar.",
-                fields={"bars": [f"dates {', '.join(early[:20])} are not after the last bar ({dataset.last_date})"]},
+                fields={"bars": [f"{', '.join(early[:20])} are not after the last bar ({_shown(dataset, last)})"]},
             )
-        Bar.objects.bulk_create([Bar(dataset=dataset, **b) for b in new])
-        before = {"bars": dataset.bar_count, "lastDate": str(dataset.last_date) if dataset.last_date else None}
+        Bar.objects.bulk_create(new)
+        before = {"bars": dataset.bar_count, "lastDate": _shown(dataset, last)}
         if new:
             dataset.bar_count += len(new)
-            dataset.first_date = dataset.first_date or min(b["date"] for b in new)
-            dataset.last_date = max(b["date"] for b in new)
-            dataset.save(update_fields=["bar_count", "first_date", "last_date"])
+            dataset.first_bar_at = dataset.first_bar_at or min(b.timestamp for b in new)
+            dataset.last_bar_at = max(b.timestamp for b in new)
+            dataset.save(update_fields=["bar_count", "first_bar_at", "last_bar_at"])
             audit_record(
                 actor=actor,
                 action="dataset.bars_appended",
                 obj=dataset,
                 before=before,
-                after={"bars": dataset.bar_count, "lastDate": str(dataset.last_date), "added": len(new)},
+                after={"bars": dataset.bar_count, "lastDate": _shown(dataset, dataset.last_bar_at), "added": len(new)},
             )
             transaction.on_commit(lambda: _enqueue_resolution(dataset.pk))
     return {
@@ -145,12 +182,13 @@ def dataset_bars_append(*, actor: UserLike, dataset: Dataset, bars: list[dict[st
         "unchanged": unchanged,
         "barCount": dataset.bar_count,
         "lastDate": dataset.last_date.isoformat() if dataset.last_date else None,
+        "lastTimestamp": timeframes.format_key(dataset.last_bar_at) if dataset.last_bar_at else None,
     }
 
 
 def _enqueue_resolution(dataset_id: int) -> None:
-    try:
-        django_q.tasks.async_task(RESOLVE_TASK, dataset_id, group="monitoring")
-        django_q.tasks.async_task(WARM_TASK, dataset_id=dataset_id, group="monitoring")
-    except Exception:  # the schedules resolve and check them anyway
-        logger.exception("could not enqueue prediction resolution for dataset %s", dataset_id)
+    """New bars: resolve the predictions they complete, and recompute the drift reports that read them."""
+    task_enqueue(RESOLVE_PREDICTIONS, dataset_id, group="monitoring", why_later="the schedule resolves them")
+    task_enqueue(
+        WARM_DRIFT_REPORTS, dataset_id=dataset_id, group="monitoring", why_later="GET drift computes the report"
+    )

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from models_mgmt import selectors
 from models_mgmt.choices import ActivationPolicy, VersionStatus
+from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.families import FAMILIES, LLM_LORA
 from models_mgmt.errors import InvalidInput
@@ -64,8 +65,13 @@ def _bound_error(name: str, value: Any) -> str | None:
     return None
 
 
+def _shown(dataset: Dataset, stamp: dt.datetime | None) -> str | None:
+    return timeframes.format_time(timeframes.timeframe(dataset.timeframe), stamp) if stamp else None
+
+
 def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> ResolvedTraining:
-    """A complete config from the given fields (wire names, typed values; dates as `date`).
+    """A complete config from the given fields (wire names, typed values; bar times as `date`, or
+    as an aware `datetime` for intraday bars).
 
     Raises InvalidInput naming every offending field at once.
     """
@@ -98,10 +104,11 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
     if dataset is None:
         errors["dataset"] = [f"unknown dataset '{dataset_name}'"]
     size = fields.get("trainingDataSize")
-    start: dt.date | None = fields.get("startDate")
-    end: dt.date | None = fields.get("endDate")
+    # A date bounds whole UTC days (a daily bar's date); a timestamp bounds intraday bars exactly.
+    start: dt.date | dt.datetime | None = fields.get("startDate")
+    end: dt.date | dt.datetime | None = fields.get("endDate")
     window_bars = 0
-    if start and end and start >= end:
+    if start and end and timeframes.window_start(start) >= timeframes.window_start(end):
         errors["endDate"] = ["must be after startDate"]
     elif dataset is not None:
         window_bars = (
@@ -110,7 +117,7 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         if window_bars == 0:
             errors["startDate" if start else "endDate"] = [
                 f"dataset '{dataset.name}' has no bars in this window "
-                f"({dataset.first_date} to {dataset.last_date} available)"
+                f"({_shown(dataset, dataset.first_bar_at)} to {_shown(dataset, dataset.last_bar_at)} available)"
             ]
         elif size is not None and "trainingDataSize" not in errors and size > window_bars:
             errors["trainingDataSize"] = [
@@ -157,7 +164,7 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         base_model=base_name if family is LLM_LORA else (base_version.version if base_version else None),
         activation_policy=policy,
         hyperparameters={**family.defaults(), **hyper},
-        start_date=start.isoformat() if start else None,
-        end_date=end.isoformat() if end else None,
+        start_date=timeframes.format_key(start) if start else None,
+        end_date=timeframes.format_key(end) if end else None,
     )
     return ResolvedTraining(config=config, dataset=dataset, base_version=base_version)

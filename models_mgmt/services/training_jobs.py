@@ -5,7 +5,6 @@ import os
 import socket
 from typing import Any
 
-import django_q.tasks
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -18,9 +17,9 @@ from models_mgmt.permissions import UserLike, require_model_perm
 from models_mgmt.realtime.events import publish_job_event
 
 from .audit import audit_record
+from .queue import RUN_TRAINING, task_enqueue
 
 logger = logging.getLogger(__name__)
-RUN_TASK = "models_mgmt.tasks.training_job_run"
 
 
 def training_job_enqueue(job_id: int) -> str | None:
@@ -29,12 +28,14 @@ def training_job_enqueue(job_id: int) -> str | None:
     A broker that is down must not turn a committed start into an error: the job stays queued
     without `enqueued_at`, and the reaper hands it over again once the broker answers.
     """
-    try:
-        task_id = django_q.tasks.async_task(
-            RUN_TASK, job_id, task_name=f"training-job-{job_id}-{os.urandom(3).hex()}", group="training"
-        )
-    except Exception:
-        logger.exception("could not enqueue training job %s; the reaper will retry", job_id)
+    task_id = task_enqueue(
+        RUN_TRAINING,
+        job_id,
+        task_name=f"training-job-{job_id}-{os.urandom(3).hex()}",
+        group="training",
+        why_later="the reaper will hand it over",
+    )
+    if task_id is None:
         return None
     TrainingJob.objects.filter(pk=job_id, status="queued").update(enqueued_at=timezone.now())
     return str(task_id)

@@ -4,7 +4,6 @@ import logging
 import re
 import shutil
 
-import django_q.tasks
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -19,10 +18,10 @@ from models_mgmt.permissions import UserLike, require_model_perm
 from models_mgmt.realtime.events import publish_model_event
 
 from .audit import audit_record
+from .queue import WARM_DRIFT_REPORTS, task_enqueue
 from .training_jobs import training_epochs_save, training_job_transition
 
 logger = logging.getLogger(__name__)
-WARM_TASK = "models_mgmt.tasks.drift_reports_warm"
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -97,10 +96,7 @@ def _activate(
 
 def _enqueue_drift_warmup(model_id: int) -> None:
     """A worker computes the new active version's drift report, so GET drift answers at once."""
-    try:
-        django_q.tasks.async_task(WARM_TASK, model_id=model_id, group="monitoring")
-    except Exception:  # the scheduled check computes it anyway
-        logger.exception("could not enqueue the drift report of model %s", model_id)
+    task_enqueue(WARM_DRIFT_REPORTS, model_id=model_id, group="monitoring", why_later="the scheduled check will")
 
 
 def next_version_number(model_id: int) -> str:

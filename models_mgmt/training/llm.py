@@ -9,6 +9,7 @@ from typing import Any
 
 from models_mgmt import selectors
 from models_mgmt.artifacts import job_work_dir
+from models_mgmt.engine import timeframes
 from models_mgmt.engine.checkpoint import CHECKPOINT_NAME
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.llm.spec import BaseModelRef, LoraSpec
@@ -16,20 +17,21 @@ from models_mgmt.engine.llm.training import run_llm_training
 from models_mgmt.models import BaseModel, TrainingJob
 
 
-def _date(value: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(value) if value else None
+def _bar_time(value: str | None) -> dt.date | dt.datetime | None:
+    return timeframes.parse_bar_time(value) if value else None
 
 
-def llm_spec_for(config: FineTuningConfig) -> LoraSpec:
+def llm_spec_for(config: FineTuningConfig, *, bars_per_year: int = 252) -> LoraSpec:
     base = BaseModel.objects.filter(name=config.base_model or "").first()
     if base is None:
         raise ValueError(f"base model '{config.base_model}' is not registered (any more)")
-    return LoraSpec.from_config(config, BaseModelRef(base.name, base.path, base.ollama_tag, dict(base.files)))
+    ref = BaseModelRef(base.name, base.path, base.ollama_tag, dict(base.files))
+    return LoraSpec.from_config(config, ref, bars_per_year=bars_per_year)
 
 
 def llm_train(job: TrainingJob, config: FineTuningConfig, progress: Any) -> tuple[LoraSpec, Any, Any]:
-    spec = llm_spec_for(config)
-    bars = selectors.dataset_bars_frame(job.dataset, start=_date(config.start_date), end=_date(config.end_date))
+    spec = llm_spec_for(config, bars_per_year=timeframes.timeframe(job.dataset.timeframe).bars_per_year)
+    bars = selectors.dataset_bars_frame(job.dataset, start=_bar_time(config.start_date), end=_bar_time(config.end_date))
     work = job_work_dir(job)
     checkpoint = work / CHECKPOINT_NAME
     result = run_llm_training(

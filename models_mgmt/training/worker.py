@@ -24,6 +24,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from models_mgmt import selectors
 from models_mgmt.artifacts import job_work_dir
 from models_mgmt.choices import ActivationPolicy, JobStatus, VersionStatus
+from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.spec import TrainingSpec
@@ -49,8 +50,8 @@ class Outcome:
     version: str | None = None
 
 
-def _date(value: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(value) if value else None
+def _date(value: str | None) -> dt.date | dt.datetime | None:
+    return timeframes.parse_bar_time(value) if value else None
 
 
 def code_revision() -> str:
@@ -99,7 +100,9 @@ def _train(job: TrainingJob, config: FineTuningConfig, progress: JobProgress) ->
     progress.on_phase("loading_data")
     if job.model.family == LLM_LORA.name:
         return llm_train(job, config, progress)
-    spec = TrainingSpec.from_config(config, family=job.model.family)
+    spec = TrainingSpec.from_config(
+        config, family=job.model.family, bars_per_year=timeframes.timeframe(job.dataset.timeframe).bars_per_year
+    )
     init_weights = None
     if job.base_version is not None:
         base_dir = Path(job.base_version.artifact_path)

@@ -92,11 +92,11 @@ def test_maintainer_uploads_valid_csv_and_bars_are_stored(client, maintainer):
     dataset = Dataset.objects.get(name="acme-daily")
     assert dataset.bar_count == 3
     assert (dataset.first_date, dataset.last_date) == (dt.date(2021, 3, 1), dt.date(2021, 3, 3))
-    stored = list(dataset.bars.order_by("date").values_list("date", "open", "high", "low", "close", "volume"))
-    assert stored == [
-        (dt.date(2021, 3, 1), 100.0, 105.5, 99.25, 104.0, 12000.0),
-        (dt.date(2021, 3, 2), 104.0, 106.0, 103.0, 105.5, 15000.0),
-        (dt.date(2021, 3, 3), 105.5, 107.75, 104.5, 107.0, 9000.5),
+    stored = list(dataset.bars.order_by("timestamp").values_list("timestamp", "open", "high", "low", "close", "volume"))
+    assert stored == [  # a daily bar is stored at 00:00 UTC of its date
+        (dt.datetime(2021, 3, 1, tzinfo=dt.UTC), 100.0, 105.5, 99.25, 104.0, 12000.0),
+        (dt.datetime(2021, 3, 2, tzinfo=dt.UTC), 104.0, 106.0, 103.0, 105.5, 15000.0),
+        (dt.datetime(2021, 3, 3, tzinfo=dt.UTC), 105.5, 107.75, 104.5, 107.0, 9000.5),
     ]
     event = AuditEvent.objects.get(action="dataset.created")
     assert event.actor == maintainer
@@ -142,7 +142,7 @@ def test_header_case_insensitive_and_extra_columns_ignored(client):
     response = upload(client, content)
 
     assert response.status_code == 201, response.content
-    bars = list(Bar.objects.order_by("date").values_list("close", "volume"))
+    bars = list(Bar.objects.order_by("timestamp").values_list("close", "volume"))
     assert bars == [(104.0, 12000.0), (105.0, 15000.0)]  # Close, not Adj Close
 
 

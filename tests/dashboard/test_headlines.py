@@ -13,6 +13,7 @@ from models_mgmt.choices import Role, VersionStatus
 from models_mgmt.models import Prediction
 from tests.factories import AIModelFactory, ModelVersionFactory, UserFactory, grant
 
+AS_OF, DUE_ON = dt.datetime(2018, 1, 2, tzinfo=dt.UTC), dt.datetime(2018, 1, 9, tzinfo=dt.UTC)
 BASELINES = {"patternRecognition": 0.58, "signalAccuracy": 0.53, "riskAssessment": 0.50, "overallScore": 0.537}
 
 
@@ -52,8 +53,8 @@ def test_response_time_is_serving_latency_when_there_was_traffic(model):
     version = model.versions.get()
     for latency in (4.0, 6.0, 100.0):
         Prediction.objects.create(
-            model=model, version=version, source="bars", as_of=dt.date(2018, 1, 2), horizon=5, breakout_window=20,
-            due_on=dt.date(2018, 1, 9), features=[], outputs={}, latency_ms=latency,
+            model=model, version=version, source="bars", as_of=AS_OF, horizon=5, breakout_window=20,
+            due_on=DUE_ON, features=[], outputs={}, latency_ms=latency,
         )  # fmt: skip
     assert card_value(page(model), "response-time") == "6.00 ms serving p50 of 3 requests in 7 days"
 
@@ -63,8 +64,8 @@ def test_live_accuracy_on_few_predictions_is_too_few_to_judge(api, model, settin
     version = model.versions.get()
     for day in range(3):
         Prediction.objects.create(
-            model=model, version=version, source="bars", as_of=dt.date(2018, 1, 2 + day), horizon=5,
-            breakout_window=20, due_on=dt.date(2018, 1, 9), features=[], outputs={"signal": 0.9, "risk": 0.1,
+            model=model, version=version, source="bars", as_of=AS_OF + dt.timedelta(days=day), horizon=5,
+            breakout_window=20, due_on=DUE_ON, features=[], outputs={"signal": 0.9, "risk": 0.1,
             "pattern": 0.1}, latency_ms=1.0, resolved_at=dt.datetime(2018, 2, 1, tzinfo=dt.UTC),
             correct={"signal": True, "risk": True, "pattern": True},
         )  # fmt: skip

@@ -27,6 +27,7 @@ BACKTEST_KEYS = {
     "buyHoldSharpe",
     "buyHoldMaxDrawdown",
     "fee",
+    "barsPerYear",
 }
 
 

@@ -37,4 +37,14 @@ def trainer_and_model(transactional_db) -> tuple:
     return trainer, model
 
 
+@pytest.fixture
+def sp500_model(transactional_db, settings, tmp_path):
+    """A model on the real S&P 500 bars, for jobs run in this process. Committed rows: the worker's
+    progress thread writes through its own connection."""
+    settings.ARTIFACTS_DIR = tmp_path
+    model = AIModelFactory(name="exec-model", default_dataset=dataset_import_builtin(name="sp500"))
+    grant(model.owner, model, Role.MAINTAINER)
+    return model
+
+
 __all__ = ["AIModel", "job_finished", "wait_for"]  # re-exported for the tests here

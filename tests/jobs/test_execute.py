@@ -8,32 +8,17 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from models_mgmt.choices import JobStatus, Role, VersionStatus
+from models_mgmt.choices import JobStatus, VersionStatus
 from models_mgmt.models import AuditEvent, ModelVersion, TrainingJob
-from models_mgmt.services import dataset_import_builtin
 from models_mgmt.services.training_jobs import training_job_claim, training_job_finish
 from models_mgmt.services.versions import _activate_if_better, next_version_number
 from models_mgmt.training.progress import JobProgress
 from models_mgmt.training.reaper import training_jobs_reap
 from models_mgmt.training.worker import training_job_execute
-from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, grant
+from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory
+from tests.jobs.helpers import start
 
 QUICK = {"epochs": 2, "startDate": "2016-01-01"}
-
-
-@pytest.fixture
-def sp500_model(transactional_db, settings, tmp_path):
-    """Committed rows: the worker's progress thread writes through its own connection."""
-    settings.ARTIFACTS_DIR = tmp_path
-    model = AIModelFactory(name="exec-model", default_dataset=dataset_import_builtin(name="sp500"))
-    grant(model.owner, model, Role.MAINTAINER)
-    return model
-
-
-def start(api, model, body):
-    response = api(model.owner).post(f"/api/model-management/models/{model.name}/fine-tune", body, format="json")
-    assert response.status_code == 202, response.data
-    return response.data["id"]
 
 
 def test_fine_tune_starts_from_the_active_version_and_records_lineage(api, sp500_model):

@@ -8,28 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from models_mgmt.choices import JobStatus, Role
+from models_mgmt.choices import JobStatus
 from models_mgmt.models import ModelVersion, ProgressEvent, TrainingJob
 from models_mgmt.realtime.events import JOB_PHASES
-from models_mgmt.services import dataset_import_builtin
 from models_mgmt.training.worker import training_job_execute
-from tests.factories import AIModelFactory, grant
+from tests.jobs.helpers import start
 
 QUICK = {"epochs": 2, "startDate": "2016-01-01"}
 
 
 @pytest.fixture
-def model(transactional_db, settings, tmp_path):
-    settings.ARTIFACTS_DIR = tmp_path
-    model = AIModelFactory(name="outcome-model", default_dataset=dataset_import_builtin(name="sp500"))
-    grant(model.owner, model, Role.MAINTAINER)
-    return model
-
-
-def start(api, model, body):
-    response = api(model.owner).post(f"/api/model-management/models/{model.name}/fine-tune", body, format="json")
-    assert response.status_code == 202, response.data
-    return response.data["id"]
+def model(sp500_model):
+    return sp500_model
 
 
 def weights_digest(version: ModelVersion) -> str:

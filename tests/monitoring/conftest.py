@@ -8,6 +8,7 @@ import pytest
 
 from models_mgmt.choices import DatasetSource, Role
 from models_mgmt.engine.bars import load_builtin
+from models_mgmt.engine.timeframes import bar_timestamp
 from models_mgmt.models import Bar, Dataset
 from models_mgmt.monitoring import serving
 from models_mgmt.training.worker import training_job_execute
@@ -31,10 +32,19 @@ def make_dataset(name: str, end: dt.date) -> Dataset:
     frame = frame[frame.index <= end]
     dataset = Dataset.objects.create(name=name, symbol="^GSPC", source=DatasetSource.UPLOAD)
     Bar.objects.bulk_create(
-        Bar(dataset=dataset, date=d, open=r.open, high=r.high, low=r.low, close=r.close, volume=r.volume)
+        Bar(
+            dataset=dataset,
+            timestamp=bar_timestamp(d),
+            open=r.open,
+            high=r.high,
+            low=r.low,
+            close=r.close,
+            volume=r.volume,
+        )
         for d, r in zip(frame.index, frame.itertuples(index=False), strict=True)
     )
-    dataset.bar_count, dataset.first_date, dataset.last_date = len(frame), frame.index[0], frame.index[-1]
+    dataset.bar_count = len(frame)
+    dataset.first_bar_at, dataset.last_bar_at = bar_timestamp(frame.index[0]), bar_timestamp(frame.index[-1])
     dataset.save()
     return dataset
 

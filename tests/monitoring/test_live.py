@@ -71,7 +71,7 @@ def test_predictions_resolve_when_their_horizon_bars_arrive(api, live_model, ana
     # Every label equals what training would have computed on the full history.
     truth = compute_labels(load_builtin("sp500"), horizon=5, breakout_window=20)
     for p in Prediction.objects.all():
-        expected = truth.loc[p.as_of]
+        expected = truth.loc[p.as_of.date()]
         assert p.labels == {t: int(expected[t]) for t in ("signal", "risk", "pattern")}
         assert p.correct["signal"] == ((p.outputs["signal"] > 0.5) == bool(expected["signal"]))
 

@@ -35,9 +35,9 @@ def test_predict_from_bars_answers_three_outputs_and_logs_them(api, analyst):
         assert output["prediction"] == labels[0 if output["probability"] > 0.5 else 1]
     assert data["latencyMs"] > 0 and data["resolvesAgainst"] == "live-sp500"
     logged = Prediction.objects.get(pk=data["predictionId"])
-    assert logged.version.version == "v1.0.0" and logged.as_of == dt.date(2008, 6, 30)
+    assert logged.version.version == "v1.0.0" and logged.as_of == dt.datetime(2008, 6, 30, tzinfo=dt.UTC)
     assert len(logged.features) == 17 and logged.outputs["signal"] == data["outputs"]["signal"]["probability"]
-    assert logged.due_on == dt.date(2008, 7, 7)  # 5 business days later
+    assert logged.due_on == dt.datetime(2008, 7, 7, tzinfo=dt.UTC)  # 5 business days later
     assert logged.resolved_at is None
 
 

@@ -18,7 +18,7 @@ def test_seed_demo_is_idempotent_and_loads_real_data(transactional_db):
 
     sp500 = Dataset.objects.get(name="sp500")
     assert sp500.bar_count == 5031 and str(sp500.first_date) == "1999-01-04" and str(sp500.last_date) == "2018-12-31"
-    first = sp500.bars.order_by("date").first()
+    first = sp500.bars.order_by("timestamp").first()
     assert round(first.open, 2) == 1229.23  # the real first S&P 500 bar of 1999 shipped in arch
 
     users = get_user_model().objects

@@ -62,9 +62,10 @@ BarsAppendResultSerializer = inline_serializer(
     {
         "dataset": serializers.CharField(),
         "added": serializers.IntegerField(),
-        "unchanged": serializers.IntegerField(help_text="dates already stored with the same values"),
+        "unchanged": serializers.IntegerField(help_text="bars already stored with the same values"),
         "barCount": serializers.IntegerField(),
-        "lastDate": serializers.DateField(allow_null=True),
+        "lastDate": serializers.DateField(allow_null=True, help_text="UTC date of the last bar"),
+        "lastTimestamp": serializers.CharField(allow_null=True, help_text="the last bar, ISO 8601 UTC"),
     },
 )
 
@@ -73,7 +74,7 @@ class DatasetBarsView(generics.GenericAPIView):
     serializer_class = BarsAppendSerializer  # also what OPTIONS describes (without it OPTIONS was a 500)
 
     @extend_schema(
-        summary="Append new bars to a dataset (idempotent per date; change_dataset permission)",
+        summary="Append new bars to a dataset (idempotent per bar time; change_dataset permission)",
         request=BarsAppendSerializer,
         responses={200: BarsAppendResultSerializer, **errors(400, 403, 404, 409)},
     )

@@ -10,29 +10,31 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 
+from models_mgmt.engine import timeframes
 from models_mgmt.errors import InvalidInput
 
 
-def date_param(request: Request, key: str) -> dt.date | None:
+def date_param(request: Request, key: str) -> dt.date | dt.datetime | None:
+    """A date (YYYY-MM-DD: a whole UTC day) or, for intraday bars, an ISO 8601 timestamp."""
     raw = request.query_params.get(key)
     if not raw:
         return None
     try:
-        return dt.date.fromisoformat(raw)
+        return timeframes.parse_bar_time(raw)
     except ValueError as exc:
-        raise InvalidInput("Invalid date.", fields={key: ["use YYYY-MM-DD"]}) from exc
+        raise InvalidInput("Invalid date.", fields={key: ["use YYYY-MM-DD or an ISO 8601 timestamp"]}) from exc
 
 
-def window_params(request: Request) -> tuple[dt.date | None, dt.date | None]:
+def window_params(request: Request) -> tuple[dt.date | dt.datetime | None, dt.date | dt.datetime | None]:
     start, end = date_param(request, "start"), date_param(request, "end")
-    if start and end and start >= end:
+    if start and end and timeframes.window_start(start) >= timeframes.window_start(end):
         raise InvalidInput("Invalid window.", fields={"end": ["must be after start"]})
     return start, end
 
 
 WINDOW_PARAMS = [
-    OpenApiParameter("start", OpenApiTypes.DATE, description="first bar of the window"),
-    OpenApiParameter("end", OpenApiTypes.DATE, description="last bar of the window"),
+    OpenApiParameter("start", OpenApiTypes.STR, description="first bar of the window: YYYY-MM-DD or ISO 8601"),
+    OpenApiParameter("end", OpenApiTypes.STR, description="last bar: YYYY-MM-DD (through its end) or ISO 8601"),
 ]
 
 

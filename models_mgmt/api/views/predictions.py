@@ -21,9 +21,13 @@ PredictionSerializer = inline_serializer(
         "predictionId": serializers.IntegerField(),
         "modelName": serializers.CharField(),
         "version": serializers.CharField(help_text="the version that served this prediction"),
-        "asOf": serializers.DateField(help_text="date of the last bar the prediction saw"),
+        "asOf": serializers.CharField(
+            help_text="the last bar the prediction saw: YYYY-MM-DD (daily bars) or ISO 8601 UTC (intraday)"
+        ),
         "horizon": serializers.IntegerField(help_text="bars ahead the outputs speak about"),
-        "horizonDueOn": serializers.DateField(help_text="expected date of the horizon's last bar (business days)"),
+        "horizonDueOn": serializers.CharField(
+            help_text="earliest time of the horizon's last bar: business days for daily bars, bar lengths for intraday"
+        ),
         "outputs": serializers.DictField(child=OutputSerializer, help_text="signal, risk, pattern"),
         "latencyMs": serializers.FloatField(help_text="features + inference, in this process"),
         "resolvesAgainst": serializers.CharField(allow_null=True, help_text="dataset whose later bars score it"),

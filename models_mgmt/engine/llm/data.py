@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..dataset import SampleSplit, build_split
 from ..features import FEATURE_NAMES, compute_features
+from ..timeframes import format_key
 from .prompts import render_answer, render_prompt
 
 if TYPE_CHECKING:
@@ -54,8 +55,11 @@ class InstructionData:
         }
 
 
-def _iso(day: Any) -> str:
-    return day.isoformat()[:10] if hasattr(day, "isoformat") else str(day)
+def _iso(key: Any) -> str:
+    """A bar key as the MLP family's windows record it: a date, or an intraday bar's UTC time."""
+    if getattr(key, "tzinfo", None) is not None:
+        return format_key(key)
+    return key.isoformat()[:10] if hasattr(key, "isoformat") else str(key)
 
 
 def prompt_at(bars: pd.DataFrame, position: int, *, horizon: int, breakout_window: int) -> str:

@@ -48,9 +48,9 @@ FEATURE_TEXT: dict[str, tuple[str, Callable[[float], str]]] = {
     "ret_5": ("return over 5 bars", _percent),
     "ret_10": ("return over 10 bars", _percent),
     "ret_20": ("return over 20 bars", _percent),
-    "vol_5": ("volatility of daily returns, 5 bars", _unsigned_percent),
-    "vol_20": ("volatility of daily returns, 20 bars", _unsigned_percent),
-    "vol_60": ("volatility of daily returns, 60 bars", _unsigned_percent),
+    "vol_5": ("volatility of bar returns, 5 bars", _unsigned_percent),
+    "vol_20": ("volatility of bar returns, 20 bars", _unsigned_percent),
+    "vol_60": ("volatility of bar returns, 60 bars", _unsigned_percent),
     "vol_ratio_5_60": ("log ratio of 5-bar to 60-bar volatility", "{:+.2f}".format),
     "rsi_14": ("RSI(14)", lambda v: f"{(v + 0.5) * 100:.1f}"),
     "macd": ("MACD(12, 26) / close", lambda v: f"{v * 100:+.3f}%"),
@@ -69,7 +69,7 @@ def render_prompt(features: Mapping[str, float] | Sequence[float], *, horizon: i
     """The prompt of one bar from its feature row (a mapping by name, or values in FEATURE_NAMES order)."""
     values = features if isinstance(features, Mapping) else dict(zip(FEATURE_NAMES, features, strict=True))
     lines = [
-        "You are TechAnal, a technical analyst. Read the indicators of the last daily bar and answer "
+        "You are TechAnal, a technical analyst. Read the indicators of the last bar and answer "
         f"three questions about the next {horizon} bars in JSON.",
         "Indicators at the close of the last bar:",
     ]

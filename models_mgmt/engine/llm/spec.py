@@ -60,10 +60,13 @@ class LoraSpec:
     breakout_window: int = 20
     seed: int = 42
     fee_per_trade: float = 0.0005
+    bars_per_year: int = 252  # the dataset's timeframe: annualises the backtest's Sharpe ratio
     num_threads: int | None = None  # CPU threads; None leaves torch's choice
 
     @classmethod
-    def from_config(cls, config: FineTuningConfig, base: BaseModelRef, num_threads: int | None = None) -> LoraSpec:
+    def from_config(
+        cls, config: FineTuningConfig, base: BaseModelRef, *, bars_per_year: int = 252, num_threads: int | None = None
+    ) -> LoraSpec:
         errors = LLM_LORA.check(config.hyperparameters)
         if errors:
             raise ValueError(f"invalid hyperparameters: {errors}")
@@ -78,6 +81,7 @@ class LoraSpec:
             validation_split=config.validation_split,
             early_stopping_patience=config.early_stopping_patience,
             training_examples=config.training_data_size or None,
+            bars_per_year=bars_per_year,
             num_threads=num_threads,
             **extra,
         )
@@ -91,5 +95,12 @@ class LoraSpec:
 
     def decisive(self) -> dict[str, Any]:
         """What a checkpoint may only be resumed with (epochs and patience may change in between)."""
-        free = {"epochs", "early_stopping_patience", "fee_per_trade", "num_threads", "checkpoint_steps"}
+        free = {
+            "epochs",
+            "early_stopping_patience",
+            "fee_per_trade",
+            "bars_per_year",
+            "num_threads",
+            "checkpoint_steps",
+        }
         return {k: v for k, v in asdict(self).items() if k not in free}

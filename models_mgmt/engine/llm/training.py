@@ -104,7 +104,9 @@ def run_llm_training(
     metrics = task_metrics(val_probabilities, split.y_val)
     baselines = majority_baselines(examples.y_train, split.y_val)
     phase("backtesting")
-    trades = backtest(val_probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade)
+    trades = backtest(
+        val_probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade, periods_per_year=spec.bars_per_year
+    )
     manifest = examples.manifest()
     lineage = {
         "baseModel": spec.base.name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import time
@@ -13,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from models_mgmt import selectors, services
 from models_mgmt.choices import TERMINAL_JOB_STATUSES
+from models_mgmt.engine import timeframes
 from models_mgmt.models import TrainingJob
 from models_mgmt.services.training_config import training_config_resolve
 from models_mgmt.training.progress import JobProgress
@@ -27,8 +27,8 @@ OPTIONS = {  # --option -> FineTuningConfig wire name, type
     "training_data_size": ("trainingDataSize", int),
     "dataset": ("dataset", str),
     "base_model": ("baseModel", str),
-    "start_date": ("startDate", dt.date.fromisoformat),
-    "end_date": ("endDate", dt.date.fromisoformat),
+    "start_date": ("startDate", timeframes.parse_bar_time),  # YYYY-MM-DD, or ISO 8601 for intraday
+    "end_date": ("endDate", timeframes.parse_bar_time),
     "activation_policy": ("activationPolicy", str),
 }
 

@@ -33,7 +33,7 @@ def revoke(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("models_mgmt", "0008_job_enqueued_at"),
+        ("models_mgmt", "0009_intraday_bars"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
