@@ -13,7 +13,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from models_mgmt.engine.families import FAMILIES
-from models_mgmt.models import AIModel, AuditEvent, Bar, Dataset, ModelVersion, TrainingEpoch, TrainingJob
+from models_mgmt.models import AIModel, AuditEvent, Bar, BaseModel, Dataset, ModelVersion, TrainingEpoch, TrainingJob
 from models_mgmt.services import ServiceError, ai_model_create, ai_model_delete, ai_model_update
 from models_mgmt.services.ai_models import EDITABLE_FIELDS
 
@@ -158,3 +158,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "actor", "action", "object_type", "object_repr", "ai_model_name")
     list_filter = ("action", "object_type")
     search_fields = ("object_repr", "ai_model_name")
+
+
+@admin.register(BaseModel)
+class BaseModelAdmin(ReadOnlyAdmin):
+    """llm-lora base models: registered through the API or `register_base_model`, which check the
+    directory and record the sha256 of every file."""
+
+    list_display = ("name", "ollama_tag", "architecture", "parameters", "path", "created_at")
+    search_fields = ("name", "ollama_tag", "path")

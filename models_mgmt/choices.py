@@ -72,10 +72,13 @@ ROLE_OBJECT_PERMS: dict[str, tuple[str, ...]] = {
 }
 # Global (model-level) permissions each role group holds: what is not tied to one AI model.
 ROLE_GLOBAL_PERMS: dict[str, tuple[str, ...]] = {
-    Role.VIEWER: ("view_dataset",),
-    Role.TRAINER: ("view_dataset",),
-    Role.MAINTAINER: ("view_dataset", "add_dataset", "change_dataset", "add_aimodel", "view_auditevent"),
-}
+    Role.VIEWER: ("view_dataset", "view_basemodel"),
+    Role.TRAINER: ("view_dataset", "view_basemodel"),
+    Role.MAINTAINER: (
+        "view_dataset", "add_dataset", "change_dataset", "add_aimodel", "view_auditevent",
+        "view_basemodel", "add_basemodel",
+    ),
+}  # fmt: skip
 
 
 class AlertKind(models.TextChoices):

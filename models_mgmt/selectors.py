@@ -15,7 +15,7 @@ from guardian.shortcuts import get_objects_for_user
 from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_VIEW, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.errors import NotFound
-from models_mgmt.models import AIModel, Alert, AuditEvent, Bar, Dataset, ModelVersion, TrainingJob
+from models_mgmt.models import AIModel, Alert, AuditEvent, Bar, BaseModel, Dataset, ModelVersion, TrainingJob
 from models_mgmt.permissions import UserLike, has_global_perm
 
 if TYPE_CHECKING:
@@ -127,6 +127,20 @@ def audit_event_list(user: UserLike) -> QuerySet[AuditEvent]:
         .select_related("actor")
         .order_by("-created_at", "-id")
     )
+
+
+def base_model_list(user: UserLike) -> QuerySet[BaseModel]:
+    """Registered base models (llm-lora): every role may see them; they are server files, not a user's."""
+    if not has_global_perm(user, "view_basemodel"):
+        return BaseModel.objects.none()
+    return BaseModel.objects.select_related("registered_by").order_by("name")
+
+
+def base_model_get(user: UserLike, name: str) -> BaseModel:
+    base = base_model_list(user).filter(name=name).first()
+    if base is None:
+        raise NotFound(f"Base model '{name}' not found.")
+    return base
 
 
 def alert_list(user: UserLike, model_name: str, status: str | None = None) -> QuerySet[Alert]:

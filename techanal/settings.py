@@ -44,6 +44,9 @@ DEFAULT_EARLY_STOPPING_PATIENCE = env.int("DEFAULT_EARLY_STOPPING_PATIENCE", def
 DEFAULT_DATASET = env.str("DEFAULT_DATASET", default="sp500")
 ARTIFACTS_DIR = Path(env.str("ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
 CSV_UPLOAD_MAX_BYTES = env.int("CSV_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
+# llm-lora delivery and serving (docs/llm.md): empty = no Ollama server, adapters are downloaded instead.
+OLLAMA_URL = env.str("OLLAMA_URL", default="")
+OLLAMA_TIMEOUT_S = env.float("OLLAMA_TIMEOUT_S", default=600.0)
 
 INSTALLED_APPS = [
     "daphne",

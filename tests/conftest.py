@@ -9,6 +9,8 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from models_mgmt.choices import Role
 from tests.factories import AIModelFactory, UserFactory, grant
 
+pytest_plugins = ["tests.llm_base"]  # the tiny local base model of the llm-lora tests
+
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():

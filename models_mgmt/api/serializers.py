@@ -18,6 +18,7 @@ from models_mgmt.engine.families import FAMILIES
 from models_mgmt.errors import InvalidInput
 from models_mgmt.models import AIModel, AuditEvent, Dataset, ModelVersion, TrainingEpoch, TrainingJob
 from models_mgmt.models.ai_model import model_name_validator
+from models_mgmt.models.base_model import base_model_name_validator, ollama_tag_validator
 from models_mgmt.models.dataset import dataset_name_validator
 from models_mgmt.monitoring.serving import LOOKBACK_BARS
 from models_mgmt.permissions import model_perms_of
@@ -255,7 +256,10 @@ class FineTuningConfigSerializer(StrictSerializer):
 
     modelName = serializers.CharField(required=False, help_text="if given, must match the URL")
     baseModel = serializers.CharField(
-        required=False, allow_null=True, help_text="version to start from; default: the active version"
+        required=False,
+        allow_null=True,
+        help_text="multitask-mlp: version to start from (default: the active version); "
+        "llm-lora: registered base model (default: the model's baseModel)",
     )
     dataset = serializers.CharField(required=False, help_text="dataset name; default: the model's default")
     trainingDataSize = config_number("trainingDataSize", help_text="most recent N bars of the window; default: all")
@@ -534,3 +538,26 @@ class AlertSerializer(serializers.Serializer):
     acknowledgedAt = serializers.DateTimeField(source="acknowledged_at", allow_null=True)
     acknowledgedBy = serializers.CharField(source="acknowledged_by.username", allow_null=True, default=None)
     webhookStatus = serializers.CharField(source="webhook_status")
+
+
+# --- Base models (llm-lora) --------------------------------------------------------------------
+
+
+class BaseModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    path = serializers.CharField(help_text="directory on the server")
+    ollamaTag = serializers.CharField(source="ollama_tag", help_text="the Ollama model these weights are")
+    architecture = serializers.CharField()
+    modelType = serializers.CharField(source="model_type")
+    parameters = serializers.IntegerField(allow_null=True)
+    files = serializers.DictField(child=serializers.CharField(), help_text="file -> sha256, recorded at registration")
+    description = serializers.CharField()
+    registeredBy = serializers.CharField(source="registered_by.username", allow_null=True, default=None)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class BaseModelRegisterSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100, validators=[base_model_name_validator])
+    path = serializers.CharField(max_length=500, help_text="absolute directory on the server (Hugging Face format)")
+    ollamaTag = serializers.CharField(max_length=200, validators=[ollama_tag_validator])
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")

@@ -7,7 +7,9 @@ from models_mgmt.models.ai_model import MODEL_NAME_PATTERN
 
 from .views import (
     alerts,
+    artifacts,
     audit,
+    base_models,
     comparison,
     datasets,
     drift,
@@ -41,6 +43,7 @@ urlpatterns = [
     route(rf"{MODEL}/versions", versions.VersionListView, "version-list"),
     route(rf"{MODEL}/versions/{VERSION}", versions.VersionDetailView, "version-detail"),
     route(rf"{MODEL}/versions/{VERSION}/activate", versions.VersionActivateView, "version-activate"),
+    route(rf"{MODEL}/versions/{VERSION}/artifact", artifacts.VersionArtifactView, "version-artifact"),
     route(rf"{MODEL}/metrics", metrics.MetricsView, "model-metrics"),
     route(rf"{MODEL}/drift", drift.DriftView, "model-drift"),
     route(rf"{MODEL}/comparison", comparison.ComparisonView, "model-comparison"),
@@ -64,4 +67,10 @@ urlpatterns = [
         "dataset-bars",
     ),
     route(r"^model-management/audit-events", audit.AuditEventListView, "audit-list"),
+    route(r"^model-management/base-models", base_models.BaseModelListView, "base-model-list"),
+    route(
+        rf"^model-management/base-models/(?P<name>{MODEL_NAME_PATTERN})",
+        base_models.BaseModelDetailView,
+        "base-model-detail",
+    ),
 ]

@@ -117,6 +117,7 @@ def model_rows(user: UserLike) -> list[dict[str, Any]]:
             {
                 "name": model.name,
                 "family": model.family,
+                "base_model": model.base_model,
                 "description": model.description,
                 "status": "training" if job else ("active" if active else "idle"),
                 "active_version": active.version if active else None,
@@ -228,11 +229,13 @@ def chart_series(versions: list[ModelVersion]) -> dict[str, Any]:
 
 
 def finetune_defaults(model: AIModel | None) -> dict[str, Any]:
-    epochs = settings.DEFAULT_TRAINING_EPOCHS
+    family = FAMILIES.get(model.family) if model else None
+    own = family.config_defaults if family else {}  # llm-lora: a few epochs, a LoRA learning rate
+    epochs = own.get("epochs", settings.DEFAULT_TRAINING_EPOCHS)
     return {
         "epochs": epochs,
-        "learningRate": settings.DEFAULT_LEARNING_RATE,
-        "batchSize": settings.DEFAULT_BATCH_SIZE,
+        "learningRate": own.get("learningRate", settings.DEFAULT_LEARNING_RATE),
+        "batchSize": own.get("batchSize", settings.DEFAULT_BATCH_SIZE),
         "validationSplit": settings.DEFAULT_VALIDATION_SPLIT,
         "earlyStoppingPatience": min(settings.DEFAULT_EARLY_STOPPING_PATIENCE, epochs),
         "dataset": (model.default_dataset.name if model and model.default_dataset else settings.DEFAULT_DATASET),

@@ -1,5 +1,6 @@
 from .ai_model import AIModel
 from .audit import AuditEvent
+from .base_model import BaseModel
 from .dataset import Bar, Dataset
 from .monitoring import Alert, DriftReport, Prediction
 from .progress_event import ProgressEvent
@@ -11,6 +12,7 @@ __all__ = [
     "Alert",
     "AuditEvent",
     "Bar",
+    "BaseModel",
     "Dataset",
     "DriftReport",
     "ModelVersion",

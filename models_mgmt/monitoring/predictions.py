@@ -13,12 +13,13 @@ from django.utils import timezone
 
 from models_mgmt.choices import PERM_VIEW, VersionStatus
 from models_mgmt.engine import timeframes
+from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.labels import compute_labels
 from models_mgmt.errors import Conflict, InvalidInput, Unavailable
 from models_mgmt.models import AIModel, Dataset, Prediction
 from models_mgmt.permissions import UserLike, require_model_perm
 
-from . import serving
+from . import ollama, serving
 from .windows import frame_up_to, frame_with_history, hyper
 
 logger = logging.getLogger(__name__)
@@ -78,10 +79,14 @@ def prediction_make(
     active = model.versions.filter(status=VersionStatus.ACTIVE).first()
     if active is None:
         raise Conflict(f"AI model '{model.name}' has no active version to serve.", code="no_active_version")
-    try:
-        served = serving.serve_active(model.pk, active.version, active.checksum, active.artifact_path)
-    except serving.ServingError as exc:
-        raise Unavailable(str(exc), code="model_unavailable") from exc
+    served: serving.ServedVersion | ollama.OllamaServedVersion
+    if model.family == LLM_LORA.name:
+        served = ollama.served_llm(model, active)
+    else:
+        try:
+            served = serving.serve_active(model.pk, active.version, active.checksum, active.artifact_path)
+        except serving.ServingError as exc:
+            raise Unavailable(str(exc), code="model_unavailable") from exc
 
     if bars is not None:
         frame, source, field = _frame(bars), "bars", "bars"

@@ -15,6 +15,7 @@ from models_mgmt.models import AIModel, Dataset
 from models_mgmt.permissions import UserLike, require_global_perm, require_model_perm
 
 from .audit import audit_record
+from .base_models import base_model_reference_check
 
 EDITABLE_FIELDS = ("description", "base_model", "default_dataset")
 
@@ -44,6 +45,7 @@ def ai_model_create(
     owner = require_global_perm(actor, "add_aimodel", "You may not register AI models (the maintainer role may).")
     if family not in FAMILIES:
         raise InvalidInput("Unknown family.", fields={"family": [f"choose one of: {', '.join(FAMILIES)}"]})
+    base_model_reference_check(family, base_model)
     try:
         with transaction.atomic():
             model = AIModel.objects.create(
@@ -69,6 +71,8 @@ def ai_model_update(*, actor: UserLike, model: AIModel, changes: dict[str, Any])
     if unknown:
         raise InvalidInput("Read-only fields.", fields={k: ["this field cannot be changed"] for k in unknown})
     model = AIModel.objects.select_for_update().get(pk=model.pk)
+    if "base_model" in changes:
+        base_model_reference_check(model.family, changes["base_model"])
     before = _snapshot(model)
     for key, value in changes.items():
         setattr(model, key, value)

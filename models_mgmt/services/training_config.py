@@ -18,9 +18,9 @@ from models_mgmt import selectors
 from models_mgmt.choices import ActivationPolicy, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
-from models_mgmt.engine.families import FAMILIES
+from models_mgmt.engine.families import FAMILIES, LLM_LORA
 from models_mgmt.errors import InvalidInput
-from models_mgmt.models import AIModel, Dataset, ModelVersion
+from models_mgmt.models import AIModel, BaseModel, Dataset, ModelVersion
 
 FIELDS = frozenset(
     {
@@ -90,7 +90,9 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
     if policy not in ActivationPolicy.values:
         errors["activationPolicy"] = [f"choose one of: {', '.join(ActivationPolicy.values)}"]
 
-    epochs = fields.get("epochs", settings.DEFAULT_TRAINING_EPOCHS)
+    family = FAMILIES[model.family]
+    family_defaults = family.config_defaults
+    epochs = fields.get("epochs", family_defaults.get("epochs", settings.DEFAULT_TRAINING_EPOCHS))
     patience = fields.get("earlyStoppingPatience", min(settings.DEFAULT_EARLY_STOPPING_PATIENCE, epochs))
     if "epochs" not in errors and "earlyStoppingPatience" not in errors and patience > epochs:
         errors["earlyStoppingPatience"] = [f"must be between 0 and epochs ({epochs})"]
@@ -124,7 +126,13 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
 
     base_version = None
     base_name = fields.get("baseModel")
-    if base_name:
+    if family is LLM_LORA:
+        # llm-lora: baseModel names a registered base model (default: the model's own); every run
+        # trains a fresh adapter on it.
+        base_name = base_name or model.base_model
+        if not BaseModel.objects.filter(name=base_name).exists():
+            errors["baseModel"] = [f"no registered base model '{base_name}'" if base_name else "name a base model"]
+    elif base_name:
         base_version = model.versions.filter(version=base_name).first()
         if base_version is None:
             errors["baseModel"] = [f"model '{model.name}' has no version '{base_name}'"]
@@ -133,7 +141,6 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
     else:
         base_version = selectors.active_version_of(model)
 
-    family = FAMILIES[model.family]
     hyper = fields.get("hyperparameters") or {}
     if not isinstance(hyper, dict):
         errors["hyperparameters"] = ["must be an object"]
@@ -149,12 +156,12 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         model_name=model.name,
         dataset=dataset.name,
         epochs=epochs,
-        learning_rate=fields.get("learningRate", settings.DEFAULT_LEARNING_RATE),
-        batch_size=fields.get("batchSize", settings.DEFAULT_BATCH_SIZE),
+        learning_rate=fields.get("learningRate", family_defaults.get("learningRate", settings.DEFAULT_LEARNING_RATE)),
+        batch_size=fields.get("batchSize", family_defaults.get("batchSize", settings.DEFAULT_BATCH_SIZE)),
         validation_split=fields.get("validationSplit", settings.DEFAULT_VALIDATION_SPLIT),
         early_stopping_patience=patience,
-        training_data_size=size if size is not None else window_bars,
-        base_model=base_version.version if base_version else None,
+        training_data_size=size if size is not None else (0 if family is LLM_LORA else window_bars),
+        base_model=base_name if family is LLM_LORA else (base_version.version if base_version else None),
         activation_policy=policy,
         hyperparameters={**family.defaults(), **hyper},
         start_date=timeframes.format_key(start) if start else None,

@@ -34,13 +34,17 @@ def _transition(version: ModelVersion, to: str) -> None:
 
 
 @transaction.atomic
-def model_version_activate(*, actor: UserLike, model: AIModel, version: str) -> ModelVersion:
+def model_version_activate(
+    *, actor: UserLike, model: AIModel, version: str, delivery: dict | None = None
+) -> ModelVersion:
     """Make `version` the active one; the previously active version becomes deprecated.
 
-    Also the rollback path: a deprecated version can be activated again.
+    Also the rollback path: a deprecated version can be activated again. `delivery` is what the
+    edge did before (an llm-lora adapter pushed to Ollama, see monitoring/ollama.py); it is
+    recorded in the activation's audit event.
     """
     require_model_perm(actor, model, PERM_ACTIVATE, "activate versions")
-    return _activate(model=model, version=version, actor=actor, reason="manual")
+    return _activate(model=model, version=version, actor=actor, reason="manual", delivery=delivery)
 
 
 @transaction.atomic
@@ -49,7 +53,9 @@ def model_version_activate_system(*, model: AIModel, version: ModelVersion, reas
     return _activate(model=model, version=version.version, actor=None, reason=reason)
 
 
-def _activate(*, model: AIModel, version: str, actor: UserLike | None, reason: str) -> ModelVersion:
+def _activate(
+    *, model: AIModel, version: str, actor: UserLike | None, reason: str, delivery: dict | None = None
+) -> ModelVersion:
     # The model row is locked so concurrent activations are serialised; the partial unique index
     # guarantees one active version even if something bypasses this function.
     if not settings.MODEL_VERSIONING_ENABLED:
@@ -59,6 +65,10 @@ def _activate(*, model: AIModel, version: str, actor: UserLike | None, reason: s
     if target is None:
         raise NotFound(f"Version '{version}' of model '{model.name}' not found.")
     if target.status == VersionStatus.ACTIVE:
+        if delivery:  # delivered again (e.g. to a new Ollama server): the trail keeps what was sent
+            audit_record(
+                actor=actor, action="version.delivered", obj=target, ai_model=model, after={"delivery": delivery}
+            )
         return target
     _transition(target, VersionStatus.ACTIVE)  # validates before anything is written
     previous = ModelVersion.objects.select_for_update().filter(model=model, status=VersionStatus.ACTIVE).first()
@@ -73,7 +83,7 @@ def _activate(*, model: AIModel, version: str, actor: UserLike | None, reason: s
         obj=target,
         ai_model=model,
         before={"active": previous.version if previous else None},
-        after={"active": target.version, "reason": reason},
+        after={"active": target.version, "reason": reason, **({"delivery": delivery} if delivery else {})},
     )
     transaction.on_commit(lambda: _enqueue_drift_warmup(model.pk))
     publish_model_event(
@@ -171,8 +181,10 @@ def model_version_register(
                 "seed": result.hyperparameters.get("seed"),
                 "codeRevision": code_revision,
                 "config": job.config,
+                **getattr(result, "lineage", {}),  # llm-lora: base model, its checksums, data window
             },
             **({"activeVersionOnWindow": rival} if rival else {}),
+            **getattr(result, "extra_metadata", {}),
         },
         artifact_path=str(target),
         checksum=result.checksum or "",

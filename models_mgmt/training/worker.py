@@ -26,12 +26,14 @@ from models_mgmt.artifacts import job_work_dir
 from models_mgmt.choices import ActivationPolicy, JobStatus, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
+from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.engine.training import TrainingResult, run_training
 from models_mgmt.models import ModelVersion, TrainingJob
 from models_mgmt.services.training_jobs import training_job_claim, training_job_finish, training_job_requeue
 from models_mgmt.services.versions import model_version_register
 
+from .llm import llm_train
 from .progress import JobProgress
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
 
 def _train(job: TrainingJob, config: FineTuningConfig, progress: JobProgress) -> tuple[Any, Any, TrainingResult]:
     progress.on_phase("loading_data")
+    if job.model.family == LLM_LORA.name:
+        return llm_train(job, config, progress)
     spec = TrainingSpec.from_config(
         config, family=job.model.family, bars_per_year=timeframes.timeframe(job.dataset.timeframe).bars_per_year
     )
@@ -178,7 +182,9 @@ def _run_claimed(job: TrainingJob, progress: JobProgress) -> Outcome:
     if result.status == "succeeded":
         progress.outcome = _outcome_summary(result)
         progress.on_phase("registering")
-        if result.weights_changed and config.activation_policy == ActivationPolicy.IF_BETTER:
+        # An llm-lora adapter is judged by its own run only (docs/llm.md): no re-scoring of the active one.
+        llm = job.model.family == LLM_LORA.name
+        if result.weights_changed and config.activation_policy == ActivationPolicy.IF_BETTER and not llm:
             rival = _score_active_on_window(job, spec, bars)
     progress.close()  # the last progress event goes out before the terminal status
     if progress.taken_over.is_set():

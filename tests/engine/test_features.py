@@ -70,6 +70,10 @@ def test_light_modules_do_not_import_torch():
         "import sys; import models_mgmt.engine.bars, models_mgmt.engine.families, "
         "models_mgmt.engine.config, models_mgmt.engine.spec, models_mgmt.engine.features, "
         "models_mgmt.engine.training, models_mgmt.engine.reporting; "
-        "assert 'torch' not in sys.modules, 'torch was imported'"
+        "import models_mgmt.engine.llm.base, models_mgmt.engine.llm.prompts, models_mgmt.engine.llm.data, "
+        "models_mgmt.engine.llm.spec, models_mgmt.engine.llm.tokens, models_mgmt.engine.llm.evaluation, "
+        "models_mgmt.engine.llm.artifact, models_mgmt.engine.llm.modelfile, models_mgmt.engine.llm.training; "
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'tokenizers') if m in sys.modules]; "
+        "assert not heavy, f'{heavy} imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

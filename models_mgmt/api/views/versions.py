@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from models_mgmt import selectors, services
 from models_mgmt.api.errors import errors
 from models_mgmt.api.serializers import ActivateResultSerializer, ModelVersionSerializer
-from models_mgmt.monitoring import serving
+from models_mgmt.monitoring import ollama, serving
 
 from .base import ModelScopedView
 
@@ -37,11 +37,13 @@ class VersionActivateView(ModelScopedView):
     @extend_schema(
         summary="Activate a version; the previously active one becomes deprecated (also used to roll back)",
         request=None,
-        responses={200: ActivateResultSerializer, **errors(403, 404, 409)},
+        responses={200: ActivateResultSerializer, **errors(403, 404, 409, 503)},
     )
     def post(self, request: Request, name: str, version: str) -> Response:
         model = self.get_ai_model(name)
-        activated = services.model_version_activate(actor=request.user, model=model, version=version)
+        # llm-lora with OLLAMA_URL: the adapter goes to Ollama first, outside the activation's transaction.
+        delivery = ollama.activation_delivery(actor=request.user, model=model, version=version)
+        activated = services.model_version_activate(actor=request.user, model=model, version=version, delivery=delivery)
         # Warm this process's serving session now (other processes swap on their next request: every
         # predict reads the active version from the database).
         serving.preload(model.pk, activated.version, activated.checksum, activated.artifact_path)
