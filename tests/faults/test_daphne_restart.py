@@ -126,7 +126,9 @@ def test_clients_resume_after_daphne_restarts(live, transport):
     port = processes.daphne()
     daphne = processes.processes[-1]
     processes.qcluster()
-    job_id = start_job_over_http(port, token, model.name, {**LONG, "epochs": 6})
+    # Long enough to outlast a daphne restart on a busy machine (workers warm up at start now, so a
+    # job no longer spends its first seconds importing torch).
+    job_id = start_job_over_http(port, token, model.name, {**LONG, "epochs": 30})
 
     clients, seq_at_restart = asyncio.run(follow_through_a_restart(processes, daphne, port, token, job_id))
 
