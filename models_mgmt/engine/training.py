@@ -89,6 +89,27 @@ class TrainingResult:
         return {**asdict(self), "accuracy": self.accuracy}
 
 
+def fit_summary(outcome: Any, *, weights_changed: bool) -> dict[str, Any]:
+    """The TrainingResult fields every family's fit outcome gives the same way (status, epochs, the
+    losses measured at the kept epoch and at the start, whether training beat its start)."""
+    return {
+        "status": outcome.status,
+        "epochs_run": outcome.epochs_run,
+        "best_epoch": outcome.best_epoch,
+        "final_val_loss": outcome.final_val_loss,
+        "best_val_loss": outcome.best_val_loss,
+        "final_train_loss": outcome.final_train_loss,
+        "start_val_loss": outcome.start_val_loss,
+        "best_train_loss": outcome.best_train_loss,
+        "improved_on_start": bool(
+            outcome.start_val_loss is not None
+            and outcome.best_epoch > 0
+            and outcome.best_val_loss < outcome.start_val_loss
+        ),
+        "weights_changed": weights_changed,
+    }
+
+
 def _initial_weights(source: str | Path | Mapping[str, torch.Tensor] | None) -> Mapping[str, torch.Tensor] | None:
     if source is None or isinstance(source, Mapping):
         return source
@@ -157,20 +178,7 @@ def run_training(
     )
 
     summary: dict[str, Any] = {
-        "status": outcome.status,
-        "epochs_run": outcome.epochs_run,
-        "best_epoch": outcome.best_epoch,
-        "final_val_loss": outcome.final_val_loss,
-        "best_val_loss": outcome.best_val_loss,
-        "final_train_loss": outcome.final_train_loss,
-        "start_val_loss": outcome.start_val_loss,
-        "best_train_loss": outcome.best_train_loss,
-        "improved_on_start": bool(
-            outcome.start_val_loss is not None
-            and outcome.best_epoch > 0
-            and outcome.best_val_loss < outcome.start_val_loss
-        ),
-        "weights_changed": weights_changed,
+        **fit_summary(outcome, weights_changed=weights_changed),
         "metrics": metrics,
         "baselines": baselines,
         "backtest": trades,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..checkpoint import CHECKPOINT_NAME
 from ..evaluation import backtest, majority_baselines, task_metrics
 from ..reporting import EpochReport, ProgressReport
-from ..training import ARTIFACT_DIR, TrainingResult
+from ..training import ARTIFACT_DIR, TrainingResult, fit_summary
 from .artifact import write_llm_artifact
 from .data import build_instruction_data
 from .evaluation import option_probabilities
@@ -118,20 +118,7 @@ def run_llm_training(
         "seed": spec.seed,
     }
     summary: dict[str, Any] = {
-        "status": outcome.status,
-        "epochs_run": outcome.epochs_run,
-        "best_epoch": outcome.best_epoch,
-        "final_val_loss": outcome.final_val_loss,
-        "best_val_loss": outcome.best_val_loss,
-        "final_train_loss": outcome.final_train_loss,
-        "start_val_loss": outcome.start_val_loss,
-        "best_train_loss": outcome.best_train_loss,
-        "improved_on_start": bool(
-            outcome.start_val_loss is not None
-            and outcome.best_epoch > 0
-            and outcome.best_val_loss < outcome.start_val_loss
-        ),
-        "weights_changed": outcome.weights_changed,
+        **fit_summary(outcome, weights_changed=outcome.weights_changed),
         "metrics": metrics,
         "baselines": baselines,
         "backtest": trades,
