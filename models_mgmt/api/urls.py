@@ -35,6 +35,7 @@ urlpatterns = [
     path("auth/token/refresh/", system.TokenRefreshRotatingView.as_view(), name="token-refresh"),
     path("auth/token/blacklist/", system.TokenRevokeView.as_view(), name="token-blacklist"),
     path("health/", system.HealthView.as_view(), name="health"),
+    path("ping/", system.PingView.as_view(), name="ping"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", system.SwaggerView.as_view(url_name="schema"), name="docs"),
     route(r"^model-management/models", models.ModelListView, "model-list"),

@@ -40,3 +40,16 @@ def test_health_reports_a_running_cluster(db, api, monkeypatch):
     response = api(UserFactory(role=Role.VIEWER)).get("/api/health/")
     assert response.data["components"]["workers"]["status"] == "up"
     assert response.data["components"]["workers"]["workers"] == 2
+
+
+def test_ping_answers_who_the_token_belongs_to_and_reads_nothing(db, api, django_assert_max_num_queries):
+    user = UserFactory(role=Role.VIEWER)
+    client = api(user)
+    with django_assert_max_num_queries(1):  # the token's user, nothing else
+        response = client.get("/api/ping/")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "user": user.username}
+
+
+def test_ping_refuses_anonymous_callers(db):
+    assert APIClient().get("/api/ping/").status_code == 401

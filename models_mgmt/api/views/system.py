@@ -39,6 +39,22 @@ class HealthView(APIView):
         return Response(report, status=code)
 
 
+PingSerializer = inline_serializer("Ping", {"ok": serializers.BooleanField(), "user": serializers.CharField()})
+
+
+class PingView(APIView):
+    """An authenticated answer that reads nothing beyond authentication: the stack's floor.
+
+    It goes through the same server, middleware, authentication and throttles as every endpoint,
+    so `bench/api_load.py` reports each operation as a ratio to it; clients may use it to check
+    a token.
+    """
+
+    @extend_schema(summary="Check a token: who the request is authenticated as", responses={200: PingSerializer, **errors()})
+    def get(self, request: Request) -> Response:
+        return Response({"ok": True, "user": request.user.get_username()})
+
+
 TokenPairSerializer = inline_serializer(
     "TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()}
 )
