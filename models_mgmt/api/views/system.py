@@ -50,7 +50,9 @@ class PingView(APIView):
     a token.
     """
 
-    @extend_schema(summary="Check a token: who the request is authenticated as", responses={200: PingSerializer, **errors()})
+    @extend_schema(
+        summary="Check a token: who the request is authenticated as", responses={200: PingSerializer, **errors()}
+    )
     def get(self, request: Request) -> Response:
         return Response({"ok": True, "user": request.user.get_username()})
 
