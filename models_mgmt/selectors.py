@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 from guardian.shortcuts import get_objects_for_user
 
 from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_VIEW, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.errors import NotFound
 from models_mgmt.models import AIModel, Alert, AuditEvent, Bar, BaseModel, Dataset, ModelVersion, TrainingJob
-from models_mgmt.permissions import UserLike, has_global_perm
+from models_mgmt.permissions import UserLike, can_view_model, has_global_perm
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,27 +30,36 @@ def ai_models_visible(user: UserLike, codename: str = PERM_VIEW) -> QuerySet[AIM
     return get_objects_for_user(user, f"models_mgmt.{codename}", klass=AIModel, accept_global_perms=True)
 
 
+_ACTIVE_AND_LIVE = (
+    Prefetch("versions", queryset=ModelVersion.objects.filter(status=VersionStatus.ACTIVE), to_attr="active_versions"),
+    Prefetch("jobs", queryset=TrainingJob.objects.filter(status__in=LIVE_JOB_STATUSES), to_attr="live_jobs"),
+)
+
+
 def ai_model_list(user: UserLike) -> QuerySet[AIModel]:
     """Visible models with their active version and live job prefetched (constant query count)."""
     return (
         ai_models_visible(user)
         .select_related("owner", "default_dataset")
-        .prefetch_related(
-            Prefetch(
-                "versions",
-                queryset=ModelVersion.objects.filter(status=VersionStatus.ACTIVE),
-                to_attr="active_versions",
-            ),
-            Prefetch("jobs", queryset=TrainingJob.objects.filter(status__in=LIVE_JOB_STATUSES), to_attr="live_jobs"),
-        )
+        .prefetch_related(*_ACTIVE_AND_LIVE)
         .order_by("name")
     )
 
 
 def ai_model_get(user: UserLike, name: str) -> AIModel:
-    model = ai_model_list(user).filter(name=name).first()
-    if model is None:
+    """The model by name if the user may view it, else NotFound (never Forbidden: it does not exist
+    for them). One query for the row; the permission check is the request's checker's (2 queries,
+    which the service's guard then reuses), so a write makes no second permission round trip."""
+    model = AIModel.objects.select_related("owner", "default_dataset").filter(name=name).first()
+    if model is None or not can_view_model(user, model):
         raise NotFound(f"AI model '{name}' not found.")
+    return model
+
+
+def ai_model_detail(user: UserLike, name: str) -> AIModel:
+    """`ai_model_get` with the active version and live job loaded (the detail shows both, often)."""
+    model = ai_model_get(user, name)
+    prefetch_related_objects([model], *_ACTIVE_AND_LIVE)
     return model
 
 

@@ -145,11 +145,14 @@ def publish_job_event(job: TrainingJob, event_type: str, live: dict[str, Any] | 
     `live` carries what only the running worker knows (loss, ETA, ...); without it the values of
     the job's previous event are repeated, so every event is a complete snapshot.
     """
-    with transaction.atomic():
+    # savepoint=False: the caller's transaction is the unit (a failure here rolls the change back too).
+    with transaction.atomic(savepoint=False):
         TrainingJob.objects.filter(pk=job.pk).update(event_seq=F("event_seq") + 1)  # row lock: seq = commit order
         seq = TrainingJob.objects.filter(pk=job.pk).values_list("event_seq", flat=True).get()
         job.event_seq = seq
-        if live is None:
+        if live is None and seq == 1:
+            live = {}  # a job's first event: nothing before it to repeat
+        elif live is None:
             previous = (
                 ProgressEvent.objects.filter(job_id=job.pk, seq=seq - 1).values_list("payload", flat=True).first()
             )
@@ -162,7 +165,7 @@ def publish_job_event(job: TrainingJob, event_type: str, live: dict[str, Any] | 
 
 def publish_model_event(model: AIModel, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     """Persist a model-level event (version activated, alert, ...) on the model's feed."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         AIModel.objects.filter(pk=model.pk).update(event_seq=F("event_seq") + 1)
         seq = AIModel.objects.filter(pk=model.pk).values_list("event_seq", flat=True).get()
         payload = {

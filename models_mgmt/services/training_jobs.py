@@ -81,9 +81,8 @@ def training_job_start(
             "Training is disabled on this server (MODEL_TRAINING_ENABLED=false).", code="training_disabled"
         )
     starter = require_model_perm(actor, model, PERM_FINETUNE, "start training")
-    live = TrainingJob.objects.select_related("model").filter(model=model, status__in=LIVE_JOB_STATUSES).first()
-    if live is not None:
-        raise _conflict_with(live)
+    # No read first: the partial unique index (one live job per model) decides, also between two
+    # simultaneous starts, and the conflict names the job that holds the model.
     try:
         with transaction.atomic():
             job = TrainingJob.objects.create(
@@ -96,7 +95,6 @@ def training_job_start(
                 total_epochs=config.epochs,
             )
     except IntegrityError as exc:
-        # Lost a race with a concurrent start: the partial unique index decided.
         live = TrainingJob.objects.select_related("model").filter(model=model, status__in=LIVE_JOB_STATUSES).first()
         if live is None:
             raise
@@ -114,7 +112,12 @@ def training_job_start(
 def training_job_stop(*, actor: UserLike, model: AIModel) -> TrainingJob:
     """Stop the model's live job: a queued one stops at once, a running one is asked to stop."""
     require_model_perm(actor, model, PERM_FINETUNE, "stop training")
-    job = TrainingJob.objects.select_for_update().filter(model=model, status__in=LIVE_JOB_STATUSES).first()
+    job = (
+        TrainingJob.objects.select_for_update(of=("self",))
+        .select_related("model", "created_by", "dataset", "base_version", "version")
+        .filter(model=model, status__in=LIVE_JOB_STATUSES)
+        .first()
+    )
     if job is None:
         raise Conflict(f"AI model '{model.name}' has no training job in progress.", code="no_job_in_progress")
     before = job.status

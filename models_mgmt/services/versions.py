@@ -61,7 +61,12 @@ def _activate(
     if not settings.MODEL_VERSIONING_ENABLED:
         raise Unavailable("Model versioning is disabled (MODEL_VERSIONING_ENABLED=false).", code="versioning_disabled")
     AIModel.objects.select_for_update().filter(pk=model.pk).first()
-    target = ModelVersion.objects.select_for_update().filter(model=model, version=version).first()
+    target = (
+        ModelVersion.objects.select_for_update(of=("self",))
+        .select_related("model", "parent", "dataset")  # what the answer shows: no read after the change
+        .filter(model=model, version=version)
+        .first()
+    )
     if target is None:
         raise NotFound(f"Version '{version}' of model '{model.name}' not found.")
     if target.status == VersionStatus.ACTIVE:

@@ -1,4 +1,5 @@
-"""No N+1: the number of queries a read makes does not grow with the number of rows it returns.
+"""No N+1: the number of queries a read makes does not grow with the number of rows it returns;
+and each write makes a small, fixed number of queries whatever the registry holds.
 
 Each read is measured with CaptureQueriesContext at N rows and again at 3N rows (after one
 warm-up request, so per-process caches such as content types do not count); the counts must be
@@ -17,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from models_mgmt.choices import JobStatus, Role, VersionStatus
-from models_mgmt.models import AIModel, AuditEvent, Prediction
+from models_mgmt.models import AIModel, AuditEvent, Prediction, TrainingJob
 from tests.factories import (
     AIModelFactory,
     DatasetFactory,
@@ -180,3 +181,77 @@ def test_datasets(api, maintainer):
             dataset.save(update_fields=["created_by"])
 
     assert_constant(api(maintainer), f"{BASE}/datasets", add)
+
+
+# --- Writes: exact counts (inside the test's transaction, so SAVEPOINT/RELEASE count too) -------
+# The JWT user (1); the model row (1); its object permissions, once per request whatever the
+# number of checks (2); then the change itself. No second permission-filtered read for the answer.
+WRITE_QUERIES = {
+    # + dataset, base version, SAVEPOINT x2, INSERT job, RELEASE, seq UPDATE + SELECT, event INSERT,
+    #   audit INSERT, RELEASE
+    "fine-tune": 15,
+    # + SAVEPOINT, job row locked with its relations, job UPDATE, seq UPDATE + SELECT, previous event,
+    #   event INSERT, audit INSERT, RELEASE
+    "stop": 13,
+    # + SAVEPOINT, model row lock, target version lock (with what the answer shows), previous active
+    #   lock, 2 UPDATEs, audit INSERT, seq UPDATE + SELECT, event INSERT, RELEASE
+    "activate": 15,
+    # GET models/:name for comparison: user, model, permissions (2), active version and live job (2)
+    "detail": 6,
+}
+
+
+@pytest.fixture
+def crowded_registry(maintainer):
+    """Other models, versions and jobs the user may see: a write must not scale with them."""
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            other = visible_model(maintainer, f"other-{AIModel.objects.count()}")
+            versions_of(other, 3)
+            TrainingJobFactory(model=other, dataset=other.default_dataset, status=JobStatus.SUCCEEDED)
+
+    return add
+
+
+def count_writes(client, name: str) -> dict[str, int]:
+    url = f"{BASE}/models/{name}"
+
+    def measured(method, path, expect: int, **kw) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            response = method(path, **kw)
+        assert response.status_code == expect, response.content[:500]
+        return len(ctx.captured_queries)
+
+    return {
+        "fine-tune": measured(client.post, f"{url}/fine-tune", 202, data={"epochs": 5}, format="json"),
+        "stop": measured(client.post, f"{url}/fine-tune/stop", 200),
+        "activate": measured(client.post, f"{url}/versions/v1.0.0/activate", 200),
+        "detail": measured(client.get, url, 200),
+    }
+
+
+@pytest.mark.parametrize("through", ["user", "group"])
+def test_writes_make_a_fixed_small_number_of_queries(api, maintainer, crowded_registry, through):
+    from django.contrib.auth.models import Group
+
+    from tests.factories import grant
+
+    if through == "group":  # the bench's shape: permissions held by a team the user is in
+        team = Group.objects.create(name="team")
+        maintainer.groups.add(team)
+    model = AIModelFactory(name="llama3.1:8b", owner=maintainer)
+    grant(team if through == "group" else maintainer, model, Role.MAINTAINER)
+    versions_of(model, 2)
+    model.versions.filter(version="v1.1.0").update(status=VersionStatus.ACTIVE)
+    client = api(maintainer)
+    client.get(f"{BASE}/models/{model.name}")  # warm-up: per-process caches (content types)
+
+    crowded_registry(N)
+    few = count_writes(client, model.name)
+    TrainingJob.objects.filter(model=model).delete()
+    model.versions.update(status=VersionStatus.DEPRECATED)
+    model.versions.filter(version="v1.1.0").update(status=VersionStatus.ACTIVE)
+    crowded_registry(2 * N)
+    many = count_writes(client, model.name)
+    assert few == many == WRITE_QUERIES, f"{few} at {N} other models, {many} at {3 * N}"

@@ -32,10 +32,8 @@ class FineTuneView(ModelScopedView):
             dataset=resolved.dataset,
             base_version=resolved.base_version,
         )
-        return Response(
-            TrainingJobSerializer(selectors.training_job_get(request.user, job.pk)).data,
-            status=status.HTTP_202_ACCEPTED,
-        )
+        # The service returns the job with its relations loaded: no second (permission-filtered) read.
+        return Response(TrainingJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class FineTuneStatusView(ModelScopedView):
@@ -55,4 +53,4 @@ class FineTuneStopView(ModelScopedView):
     )
     def post(self, request: Request, name: str) -> Response:
         job = services.training_job_stop(actor=request.user, model=self.get_ai_model(name))
-        return Response(TrainingJobSerializer(selectors.training_job_get(request.user, job.pk)).data)
+        return Response(TrainingJobSerializer(job).data)

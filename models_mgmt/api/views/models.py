@@ -49,7 +49,7 @@ class ModelListView(generics.GenericAPIView):
             description=v["description"],
             default_dataset=v["defaultDataset"],
         )
-        model = selectors.ai_model_get(request.user, model.name)
+        model = selectors.ai_model_detail(request.user, model.name)
         return Response(
             AIModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED
         )
@@ -61,7 +61,9 @@ class ModelDetailView(ModelScopedView):
         responses={200: AIModelDetailSerializer, **errors(404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        return Response(AIModelDetailSerializer(self.get_ai_model(name), context={"request": request}).data)
+        return Response(
+            AIModelDetailSerializer(selectors.ai_model_detail(request.user, name), context={"request": request}).data
+        )
 
     @extend_schema(
         summary="Change a model's description, base model or default dataset (manage permission)",
@@ -73,7 +75,9 @@ class ModelDetailView(ModelScopedView):
         data = AIModelUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.ai_model_update(actor=request.user, model=model, changes=data.changes())
-        return Response(AIModelDetailSerializer(self.get_ai_model(name), context={"request": request}).data)
+        return Response(
+            AIModelDetailSerializer(selectors.ai_model_detail(request.user, name), context={"request": request}).data
+        )
 
     @extend_schema(
         summary="Delete a model and its versions (manage permission)", responses={204: None, **errors(403, 404, 409)}
