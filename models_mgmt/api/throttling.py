@@ -75,6 +75,8 @@ class SlidingWindowThrottle(throttling.SimpleRateThrottle):
     """
 
     _wait: float | None = None
+    duration: int  # set by SimpleRateThrottle.__init__ from the rate (untyped in DRF's stubs)
+    num_requests: int
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         if not settings.REDIS_URL:
