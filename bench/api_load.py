@@ -182,8 +182,6 @@ def start_servers(
     template: str, procs: int, env: dict[str, str], work: Path
 ) -> tuple[list[subprocess.Popen], list[int]]:
     """Starts the server (once with {procs}, else `procs` times), waits for /api/health/ on each port."""
-    if "{port}" not in template:
-        raise SystemExit(f"the server command needs {{port}}: {template}")
     instances = 1 if "{procs}" in template else procs
     processes, ports, logs = [], [], []
     for _ in range(instances):
@@ -748,6 +746,11 @@ def parse_args() -> argparse.Namespace:
     elif args.server == "cmd":
         parser.error("--server cmd needs --server-cmd '<command with {port}>'")
     args.template = args.server_cmd or SERVERS[args.server]
+    if "{port}" not in args.template:
+        parser.error(f"the server command needs {{port}}: {args.template}")
+    program = server_argv(args.template, 0, args.procs)[0]
+    if shutil.which(program) is None:  # say so before the minute of set-up, not after
+        parser.error(f"{program}: not found (install it, or pass --server-cmd; see bench/README.md)")
     args.clients_list = [int(c) for c in args.clients.split(",")]
     args.mlflow_clients_list = [int(c) for c in args.mlflow_clients.split(",")]
     most = max(args.clients_list + ([] if args.skip_mlflow else args.mlflow_clients_list))
@@ -758,6 +761,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: servers stopped, throwaway databases dropped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     clients_list = args.clients_list
     print(f"api_load: {date.today()}  {platform.node()}  {os.cpu_count()} CPUs  load average {loadavg()}")
     instances = "once, with its own workers" if "{procs}" in args.template else f"{args.procs} times, a port each"
