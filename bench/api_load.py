@@ -1053,7 +1053,8 @@ def compare(ml_results: dict[tuple[str, int], dict[str, Any]], results: dict[tup
             f"| {label} | {PAIRS[label]} | {clients} | {ml['p50']:.1f} | {ours['p50']:.1f} | "
             f"{ml['p50'] / ours['p50']:.2f} | {ml['p95']:.1f} | {ours['p95']:.1f} | {ml['p95'] / ours['p95']:.2f} "
             f"| {ml['rps']:.0f} | {ours['rps']:.0f} | {ratio:.2f} "
-            f"| {verdict(ratio >= TARGET_MLFLOW_RATIO and not ours['errors'])} |"
+            f"| {verdict(ratio >= TARGET_MLFLOW_RATIO and not ours['errors'])}"
+            f"{' (TechAnal errors)' if ours['errors'] else ''} |"
         )
 
 
@@ -1112,7 +1113,7 @@ def summary(
         else:
             cells += ["", "", "", ""]
         if r["errors"]:
-            targets.append(f"{len(r['errors'])} errors")
+            targets.append(f"errors: {len(r['errors'])}")
         cells.append("; ".join(t for t in targets if t))
         print("| " + " | ".join(cells) + " |")
     sys.stdout.flush()
