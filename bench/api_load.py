@@ -1,22 +1,33 @@
-"""API load benchmark on PostgreSQL: read and write endpoints under concurrency, and MLflow beside it.
+"""API load benchmark on PostgreSQL: read and write endpoints under concurrency, against the stack's floor and MLflow.
 
 Run from the repository root (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth)::
 
     .venv/bin/python bench/api_load.py [--models 1000 --versions 20 --clients 1,16,64 --procs 2]
     .venv/bin/python bench/api_load.py --skip-mlflow
+    .venv/bin/python bench/api_load.py --server uvicorn --procs 4
+    .venv/bin/python bench/api_load.py --server-cmd '{bin}/gunicorn -k uvicorn.workers.UvicornWorker -w {procs} \
+        -b 127.0.0.1:{port} techanal.asgi:application'
 
 Creates a throwaway database (dropped at the end), generates a registry with bulk_create (models x
 versions with realistic metrics, one active version per model, three terminal jobs per model,
-object permissions granted to a group the benchmark user is in), starts `--procs` real daphne
-processes (`techanal.asgi:application`; clients spread over them round-robin) and drives them with
-N client threads, each with one keep-alive http.client connection and a JWT bearer token. Prints
-p50/p95/p99 latency and throughput per endpoint and client count.
+object permissions granted to a group the benchmark user is in), starts the server (`--server`:
+daphne, the default, uvicorn, granian, or any `--server-cmd` template with {port}; a template with
+{procs} is started once and runs its own worker processes, one without it is started `--procs`
+times on ports of its own, clients spread over them round-robin) and drives it with N client
+threads, each with one keep-alive http.client connection and a JWT bearer token. Every table
+starts with the stack's floor, `GET /api/ping/` (authenticated, reads nothing beyond the JWT
+user), measured on the same server, processes and clients; every read and write is reported
+beside it as p95 / floor p95 and floor req/s / its req/s. Prints p50/p95/p99 latency and
+throughput per endpoint and client count, the load average at the start and end of each table
+and the peak PostgreSQL connections.
 
 Then, unless --skip-mlflow, the same registry is put into an MLflow tracking server (its own
 throwaway PostgreSQL database; `--workers` = --procs): the first model through MLflow's REST API
 (timed), the rest by copying those rows in SQL inside MLflow's own tables; the equivalent operations
-are timed through MLflow's REST API at --mlflow-clients and printed beside TechAnal's with the
-ratio MLflow / TechAnal. A benchmark, not a test: PASS/MISS is informational and it exits 0.
+are timed through MLflow's REST API at --mlflow-clients and printed beside TechAnal's: throughput
+TechAnal req/s / MLflow req/s (target >= 3) and the p50/p95 ratios. Last, a Markdown summary
+(per operation and client count, with the targets) to paste into bench/README.md. A benchmark,
+not a test: PASS/MISS is informational and it exits 0.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import os
 import platform
 import random
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -55,7 +67,28 @@ API = "/api/model-management"
 TARGET_P95_MS = 50.0
 TARGET_CLIENTS = 16
 PAGE = 50  # TechAnal's default page size; MLflow's list is asked for the same
-MLFLOW_CANDIDATES = [ROOT / "var/mlflow-venv/bin/mlflow", ROOT / ".venv/bin/mlflow"]
+TARGET_FLOOR_RATIO = 2.0  # read p95 <= 2x the floor's p95 at TARGET_CLIENTS
+TARGET_MLFLOW_RATIO = 3.0  # TechAnal req/s >= 3x MLflow's for every paired operation
+TARGET_REGISTRY = (1000, 20)  # the size the targets are stated for
+FLOOR = "GET ping (floor)"
+FLOOR_PATH = "/api/ping/"
+# Server command templates: {port}, {procs}, {bin} (the checkout's .venv/bin), {python}, {root}.
+# With {procs} the command is started once and runs its own worker processes on one port; without
+# it, it is started --procs times, each on its own port, and the clients spread over them.
+SERVERS = {
+    "daphne": "{bin}/daphne -b 127.0.0.1 -p {port} techanal.asgi:application",
+    "uvicorn": (
+        "{bin}/uvicorn --host 127.0.0.1 --port {port} --workers {procs} --lifespan off --no-access-log "
+        "--log-level warning techanal.asgi:application"
+    ),
+    "granian": (
+        "{bin}/granian --interface asgi --host 127.0.0.1 --port {port} --workers {procs} --log-level warning "
+        "techanal.asgi:application"
+    ),
+}
+# MLflow lives in its own git-ignored venv (bench/README.md): this checkout's var/, then the main
+# checkout's var/ when this is a git worktree, then .venv.
+MLFLOW_VENV = "var/mlflow-venv/bin/mlflow"
 
 # One request: (label, method, path, body or None, accepted statuses)
 Request = tuple[str, str, str, bytes | None, tuple[int, ...]]
@@ -84,6 +117,7 @@ class ConnectionWatch:
     def __init__(self) -> None:
         self.databases: list[str] = []
         self.peak = 0
+        self.run_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -97,8 +131,10 @@ class ConnectionWatch:
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY(%s)", (self.databases,)
                 ).fetchone()
                 self.peak = max(self.peak, row[0])
+                self.run_peak = max(self.run_peak, row[0])
 
     def take_peak(self) -> int:
+        """The peak since the last call (and starts the next stretch)."""
         peak, self.peak = self.peak, 0
         return peak
 
@@ -119,6 +155,98 @@ def wait_http(port: int, path: str, seconds: float = 90) -> None:
                 return
         time.sleep(0.3)
     raise SystemExit(f"no answer on 127.0.0.1:{port}{path} after {seconds:.0f} s")
+
+
+def mlflow_candidates(explicit: str | None) -> list[Path]:
+    """Where the MLflow CLI is looked for, in order (bench/README.md)."""
+    candidates = [Path(explicit)] if explicit else []
+    candidates.append(ROOT / MLFLOW_VENV)
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        common = subprocess.run(  # noqa: S603 (fixed arguments)
+            ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        candidates.append(Path(common).parent / MLFLOW_VENV)  # the main checkout of this worktree
+    candidates.append(ROOT / ".venv/bin/mlflow")
+    return candidates
+
+
+def server_argv(template: str, port: int, procs: int) -> list[str]:
+    values = {"port": port, "procs": procs, "bin": ROOT / ".venv/bin", "python": sys.executable, "root": ROOT}
+    return shlex.split(template.format(**values))
+
+
+def start_servers(
+    template: str, procs: int, env: dict[str, str], work: Path
+) -> tuple[list[subprocess.Popen], list[int]]:
+    """Starts the server (once with {procs}, else `procs` times), waits for /api/health/ on each port."""
+    instances = 1 if "{procs}" in template else procs
+    processes, ports, logs = [], [], []
+    for _ in range(instances):
+        port = free_port()
+        argv = server_argv(template, port, procs)
+        if shutil.which(argv[0]) is None:
+            raise SystemExit(f"{argv[0]}: not found (install it, or pass --server-cmd; see bench/README.md)")
+        log = work / f"server-{port}.log"
+        with log.open("wb") as out:
+            processes.append(
+                subprocess.Popen(  # noqa: S603 (the command this benchmark was told to measure)
+                    argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+        ports.append(port)
+        logs.append(log)
+    for port, log, process in zip(ports, logs, processes, strict=True):
+        try:
+            wait_http(port, "/api/health/")
+        except SystemExit:
+            print(f"server on port {port} (exit code {process.poll()}), the end of its log:")
+            print(log.read_text(errors="replace")[-3000:])
+            stop(processes)
+            raise
+    return processes, ports
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=20)
+        # what the leader left behind in its group (MLflow's job consumers outlive a SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def group_cpu_ticks(pgids: set[int]) -> int:
+    """CPU time (clock ticks) of every live process in these process groups."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state ppid pgrp ... utime(11) stime(12)
+            if int(fields[2]) in pgids:
+                total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def settle(processes: list[subprocess.Popen], quiet: float = 0.1, most_s: float = 60) -> str:
+    """Waits until the servers' processes use < `quiet` of a core over one second (workers still
+    importing, helper processes starting after the first answer), at most `most_s`."""
+    pgids = {p.pid for p in processes}
+    hz = os.sysconf("SC_CLK_TCK")
+    began = time.monotonic()
+    used = 0.0
+    while time.monotonic() - began < most_s:
+        before = group_cpu_ticks(pgids)
+        time.sleep(1)
+        used = (group_cpu_ticks(pgids) - before) / hz
+        if used < quiet:
+            return f"servers quiet ({used:.0%} of a core) after {time.monotonic() - began:.0f} s"
+    return f"servers still busy after {most_s:.0f} s ({used:.0%} of a core in the last second)"
 
 
 # --- TechAnal: database, registry -----------------------------------------------------------------
@@ -378,6 +506,9 @@ def run_load(
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
+    # A cell that interleaves several operations (fine-tune then stop) splits its elapsed time
+    # among them by their share of the summed latencies: each req/s is that operation's own rate.
+    busy = sum(sum(values) for values in samples.values()) or 1.0
     return {
         label: {
             "clients": clients,
@@ -386,32 +517,70 @@ def run_load(
             "p50": percentile(values, 50),
             "p95": percentile(values, 95),
             "p99": percentile(values, 99),
-            "rps": len(values) / elapsed,
+            "rps": len(values) / (elapsed * sum(values) / busy) if values else 0.0,
         }
         for label, values in samples.items()
     }
 
 
-def print_table(title: str, rows: list[tuple[str, dict[str, Any]]], target: bool = False) -> None:
-    peak = WATCH.take_peak() if WATCH else 0
-    print(f"\n{title}  (load average after: {loadavg()}; peak PostgreSQL connections of the servers: {peak})")
-    head = "| operation | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |"
-    print(head + (" p95 ≤ 50 ms @16, 0 errors |" if target else ""))
-    print("|" + "---|" * (8 + target))
-    for label, r in rows:
-        line = (
-            f"| {label} | {r['clients']} | {r['n']} | {len(r['errors'])} | {r['p50']:.1f} | {r['p95']:.1f} | "
-            f"{r['p99']:.1f} | {r['rps']:.0f} |"
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def read_targets(r: dict[str, Any], floor: dict[str, Any]) -> str:
+    """The read targets at TARGET_CLIENTS: p95 <= 50 ms and <= 2x the floor's p95, no errors."""
+    if r["clients"] != TARGET_CLIENTS:
+        return ""
+    clean = not r["errors"]
+    return (
+        f"p95 ≤ {TARGET_P95_MS:.0f} ms: {verdict(clean and r['p95'] <= TARGET_P95_MS)}; "
+        f"≤ {TARGET_FLOOR_RATIO:.0f}× floor: {verdict(clean and r['p95'] <= TARGET_FLOOR_RATIO * floor['p95'])}"
+    )
+
+
+class Table:
+    """One printed table: load average at its start and end, peak PostgreSQL connections in it."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.load_start = loadavg()
+        if WATCH:
+            WATCH.take_peak()
+        self.rows: list[tuple[str, dict[str, Any]]] = []
+
+    def add(self, out: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        self.rows.extend(out.items())
+        return out
+
+    def print(self, floor: dict[str, Any] | None = None, reads: bool = False) -> None:
+        peak = WATCH.take_peak() if WATCH else 0
+        print(
+            f"\n{self.title}  (load average at the start {self.load_start}, at the end {loadavg()}; "
+            f"peak PostgreSQL connections: {peak})"
         )
-        if target:
-            verdict = ""
-            if r["clients"] == TARGET_CLIENTS:
-                verdict = "PASS" if r["p95"] <= TARGET_P95_MS and not r["errors"] else "MISS"
-            line += f" {verdict} |"
-        print(line)
-        for error in r["errors"][:2]:
-            print(f"    error ({label}): {error}")
-    sys.stdout.flush()
+        head = "| operation | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |"
+        columns = 8
+        if floor:
+            head += " p95 ÷ floor p95 | floor req/s ÷ req/s |"
+            columns += 2
+        if reads:
+            head += f" targets @{TARGET_CLIENTS} |"
+            columns += 1
+        print(head)
+        print("|" + "---|" * columns)
+        for label, r in self.rows:
+            line = (
+                f"| {label} | {r['clients']} | {r['n']} | {len(r['errors'])} | {r['p50']:.1f} | {r['p95']:.1f} | "
+                f"{r['p99']:.1f} | {r['rps']:.0f} |"
+            )
+            if floor:
+                line += f" {r['p95'] / floor['p95']:.2f} | {floor['rps'] / r['rps']:.2f} |"
+            if reads:
+                line += f" {read_targets(r, floor) if floor and label != FLOOR else ''} |"
+            print(line)
+            for error in r["errors"][:2]:
+                print(f"    error ({label}): {error}")
+        sys.stdout.flush()
 
 
 # --- MLflow ---------------------------------------------------------------------------------------
@@ -524,32 +693,82 @@ def mlflow_load(port: int, database: str, names: list[str], n_versions: int) -> 
 # --- main -----------------------------------------------------------------------------------------
 
 
-def main() -> None:
+# MLflow operation -> the TechAnal operation it is paired with
+PAIRS = {
+    "list models": "GET models",
+    "list a model's versions": "GET models/:name/versions",
+    "the champion / active version": "GET models/:name",
+    "register a version": "POST fine-tune",
+    "move the alias / activate": "POST versions/:v/activate",
+}
+
+
+def get_plan(label: str, url: Callable[[int, int], str]) -> Callable[[int, int], list[Request]]:
+    return lambda ci, k: [(label, "GET", url(ci, k), None, (200,))]
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--versions", type=int, default=20)
     parser.add_argument("--clients", default="1,16,64")
     parser.add_argument("--mlflow-clients", default="1,16")
-    parser.add_argument("--procs", type=int, default=2, help="daphne processes, and MLflow --workers")
+    parser.add_argument(
+        "--server",
+        choices=[*SERVERS, "cmd"],
+        default="daphne",
+        help="the ASGI server (daphne: one process per port; uvicorn, granian: --procs workers on one port; "
+        "they must be installed in .venv); cmd: --server-cmd",
+    )
+    parser.add_argument(
+        "--server-cmd",
+        help="a server command template with {port} (and {procs}, {bin} = .venv/bin, {python}, {root}); with "
+        "{procs} it is started once and runs its own workers, without it --procs times on ports of their own. "
+        "Implies --server cmd",
+    )
+    parser.add_argument(
+        "--procs", type=int, default=2, help="server processes (instances or {procs} workers), and MLflow --workers"
+    )
     parser.add_argument("--requests", type=int, default=400, help="requests per cell (split among clients)")
     parser.add_argument("--max-seconds", type=float, default=6.0, help="cap per cell")
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--mlflow", help="the mlflow CLI (default: var/mlflow-venv/bin/mlflow, see bench/README.md)")
     parser.add_argument(
         "--conn-max-age",
         type=int,
         default=0,
-        help="CONN_MAX_AGE of the daphne processes (default 0; the product's default 60 exhausts PostgreSQL "
-        "connections under concurrent load: see bench/README.md)",
+        help="CONN_MAX_AGE of the server processes (default 0; persistent connections exhaust PostgreSQL "
+        "under ASGI: see bench/README.md)",
     )
     args = parser.parse_args()
-    clients_list = [int(c) for c in args.clients.split(",")]
-    if args.models < 64 + 1:
-        raise SystemExit("--models must be > 64 (write clients use one model each)")
+    if args.server_cmd:
+        args.server = "cmd"
+    elif args.server == "cmd":
+        parser.error("--server cmd needs --server-cmd '<command with {port}>'")
+    args.template = args.server_cmd or SERVERS[args.server]
+    if "{port}" not in args.template:
+        parser.error(f"the server command needs {{port}}: {args.template}")
+    program = server_argv(args.template, 0, args.procs)[0]
+    if shutil.which(program) is None:  # say so before the minute of set-up, not after
+        parser.error(f"{program}: not found (install it, or pass --server-cmd; see bench/README.md)")
+    args.clients_list = [int(c) for c in args.clients.split(",")]
+    args.mlflow_clients_list = [int(c) for c in args.mlflow_clients.split(",")]
+    most = max(args.clients_list + ([] if args.skip_mlflow else args.mlflow_clients_list))
+    if args.models < most:
+        parser.error(f"--models must be ≥ the most clients, {most} (write clients use one model each)")
+    return args
 
+
+def main() -> None:
+    args = parse_args()
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: servers stopped, throwaway databases dropped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    clients_list = args.clients_list
     print(f"api_load: {date.today()}  {platform.node()}  {os.cpu_count()} CPUs  load average {loadavg()}")
+    instances = "once, with its own workers" if "{procs}" in args.template else f"{args.procs} times, a port each"
     print(
-        f"registry {args.models} models x {args.versions} versions; {args.procs} daphne process(es) "
-        f"with CONN_MAX_AGE={args.conn_max_age}; "
+        f"registry {args.models} models x {args.versions} versions; server {args.server} "
+        f"(`{args.template}`, started {instances}; --procs {args.procs}) with CONN_MAX_AGE={args.conn_max_age}; "
         f"clients {args.clients}; ≤ {args.requests} requests or {args.max_seconds:.0f} s per cell"
     )
     tag = f"{os.getpid()}_{secrets.token_hex(3)}"
@@ -588,28 +807,20 @@ def main() -> None:
 
         connections.close_all()
 
-        ports = []
-        for _ in range(args.procs):
-            port = free_port()
-            log = (work / f"daphne-{port}.log").open("wb")
-            processes.append(
-                subprocess.Popen(  # noqa: S603 (the venv's daphne)
-                    [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port), "techanal.asgi:application"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    start_new_session=True,
-                )
-            )
-            ports.append(port)
-        for port in ports:
-            wait_http(port, "/api/health/")
+        began = time.perf_counter()
+        started, ports = start_servers(args.template, args.procs, env, work)
+        processes.extend(started)
+        print(
+            f"server up in {time.perf_counter() - began:.1f} s: "
+            f"{' '.join(server_argv(args.template, ports[0], args.procs))} (ports {', '.join(map(str, ports))})"
+        )
         headers = {"Authorization": f"Bearer {registry['token']}", "Content-Type": "application/json"}
         names = registry["names"]
+        pages = max(1, -(-len(names) // PAGE))
         readers = random.Random(7)  # noqa: S311
         reads = {
-            "GET models": lambda ci, k: f"{API}/models?page={1 + (ci + k) % (len(names) // PAGE)}",
+            FLOOR: lambda ci, k: FLOOR_PATH,
+            "GET models": lambda ci, k: f"{API}/models?page={1 + (ci + k) % pages}",
             "GET models/:name": lambda ci, k: f"{API}/models/{readers.choice(names)}",
             "GET models/:name/versions": lambda ci, k: f"{API}/models/{readers.choice(names)}/versions",
             "GET models/:name/metrics": lambda ci, k: f"{API}/models/{readers.choice(names)}/metrics",
@@ -617,29 +828,30 @@ def main() -> None:
         }
         # warm-up: imports, connections, caches in every process
         for label, url in reads.items():
-            run_load(
-                ports,
-                headers,
-                args.procs * 2,
-                5,
-                30,
-                lambda ci, k, label=label, url=url: [(label, "GET", url(ci, k), None, (200,))],
-            )
-        results: dict[tuple[str, int], dict[str, Any]] = {}
+            run_load(ports, headers, args.procs * 2, 5, 30, get_plan(label, url))
+        print(f"warmed up; {settle(processes)}")
+        WATCH.run_peak = 0
+        results: dict[tuple[str, int], dict[str, Any]] = {}  # (operation, clients) -> figures, with its "floor"
+        floors: dict[tuple[str, int], dict[str, Any]] = {}  # ("reads" | "writes", clients) -> the floor's figures
+        tech_load = [loadavg()]
         for clients in clients_list:
-            rows = []
+            table = Table(f"TechAnal reads, {clients} client(s)")
             for label, url in reads.items():
-                out = run_load(
-                    ports,
-                    headers,
-                    clients,
-                    max(5, args.requests // clients),
-                    args.max_seconds,
-                    lambda ci, k, label=label, url=url: [(label, "GET", url(ci, k), None, (200,))],
+                out = table.add(
+                    run_load(
+                        ports,
+                        headers,
+                        clients,
+                        max(5, args.requests // clients),
+                        args.max_seconds,
+                        get_plan(label, url),
+                    )
                 )
-                results[(label, clients)] = out[label]
-                rows.append((label, out[label]))
-            print_table(f"TechAnal reads, {clients} client(s)", rows, target=True)
+                if label == FLOOR:
+                    floors[("reads", clients)] = out[label]
+                else:
+                    results[(label, clients)] = {**out[label], "floor": floors[("reads", clients)]}
+            table.print(floor=floors[("reads", clients)], reads=True)
 
         body = json.dumps({"epochs": 5}).encode()
 
@@ -656,167 +868,44 @@ def main() -> None:
             return [("POST versions/:v/activate", "POST", path, None, (200,))]
 
         for clients in clients_list:
-            rows = []
-            for plan in (fine_tune, activate):
-                out = run_load(ports, headers, clients, max(4, args.requests // 2 // clients), args.max_seconds, plan)
-                for label, r in out.items():
-                    results[(label, clients)] = r
-                    rows.append((label, r))
-            print_table(f"TechAnal writes, {clients} client(s) (each client its own model)", rows, target=True)
-
-        if args.skip_mlflow:
-            return
-        mlflow = next((p for p in MLFLOW_CANDIDATES if p.exists()), None)
-        if mlflow is None:
-            print("\nMLflow: not installed (see bench/README.md); skipped")
-            return
-        for process in processes:  # one server at a time on the 2 cores
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-        processes.clear()
-        admin(f'CREATE DATABASE "{ml_database}"')
-        created.append(ml_database)
-        ml_port = free_port()
-        ml_log = (work / "mlflow.log").open("wb")
-        version = subprocess.run([str(mlflow), "--version"], capture_output=True, text=True).stdout.strip()  # noqa: S603
-        began = time.perf_counter()
-        processes.append(
-            subprocess.Popen(  # noqa: S603 (the MLflow install named in bench/README.md)
-                [
-                    str(mlflow),
-                    "server",
-                    "--backend-store-uri",
-                    f"postgresql+psycopg2://postgres@127.0.0.1:5432/{ml_database}",
-                    "--default-artifact-root",
-                    f"file://{work / 'mlartifacts'}",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ml_port),
-                    "--workers",
-                    str(args.procs),
-                ],
-                cwd=work,
-                stdout=ml_log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))},
-            )
-        )
-        try:
-            wait_http(ml_port, "/health", seconds=180)
-        except SystemExit:
-            ml_log.flush()
-            print((work / "mlflow.log").read_text(errors="replace")[-3000:])
-            raise
-        print(
-            f"\n{version} server ({mlflow}), {args.procs} workers, backend {PG}/<throwaway>: "
-            f"up in {time.perf_counter() - began:.1f} s"
-        )
-        for line in mlflow_load(ml_port, ml_database, names, args.versions):
-            print(line)
-        ml_headers = {"Content-Type": "application/json"}
-        q = urllib.parse.quote
-        pick = random.Random(8)  # noqa: S311
-        ml_reads = {
-            "list models": lambda ci, k: f"/api/2.0/mlflow/registered-models/search?max_results={PAGE}",
-            "list a model's versions": lambda ci, k: (
-                "/api/2.0/mlflow/model-versions/search?filter=" + q("name='" + pick.choice(names) + "'")
-            ),
-            "the champion / active version": lambda ci, k: (
-                f"/api/2.0/mlflow/registered-models/alias?name={pick.choice(names)}&alias=champion"
-            ),
-        }
-        pairs = {
-            "list models": "GET models",
-            "list a model's versions": "GET models/:name/versions",
-            "the champion / active version": "GET models/:name",
-            "register a version": "POST fine-tune",
-            "move the alias / activate": "POST versions/:v/activate",
-        }
-        for label, url in ml_reads.items():  # warm-up
-            run_load(
-                [ml_port],
-                ml_headers,
-                args.procs * 2,
-                5,
-                30,
-                lambda ci, k, label=label, url=url: [(label, "GET", url(ci, k), None, (200,))],
-            )
-        ml_results: dict[tuple[str, int], dict[str, Any]] = {}
-
-        def register(ci: int, k: int) -> list[Request]:
-            payload = {"name": names[ci], "source": f"s3://bench-artifacts/{names[ci]}/load-{ci}-{k}"}
-            return [
-                (
-                    "register a version",
-                    "POST",
-                    "/api/2.0/mlflow/model-versions/create",
-                    json.dumps(payload).encode(),
-                    (200,),
-                )
-            ]
-
-        def move_alias(ci: int, k: int) -> list[Request]:
-            payload = {"name": names[ci], "alias": "champion", "version": str(args.versions - 1 + k % 2)}
-            return [
-                (
-                    "move the alias / activate",
-                    "POST",
-                    "/api/2.0/mlflow/registered-models/alias",
-                    json.dumps(payload).encode(),
-                    (200,),
-                )
-            ]
-
-        for clients in [int(c) for c in args.mlflow_clients.split(",")]:
-            rows = []
-            for label, url in ml_reads.items():
-                out = run_load(
-                    [ml_port],
-                    ml_headers,
+            table = Table(f"TechAnal writes, {clients} client(s) (each client its own model)")
+            floor = table.add(
+                run_load(
+                    ports,
+                    headers,
                     clients,
                     max(5, args.requests // clients),
                     args.max_seconds,
-                    lambda ci, k, label=label, url=url: [(label, "GET", url(ci, k), None, (200,))],
+                    get_plan(FLOOR, reads[FLOOR]),
                 )
-                rows.append((label, out[label]))
-            for plan in (register, move_alias):
-                out = run_load(
-                    [ml_port], ml_headers, clients, max(4, args.requests // 2 // clients), args.max_seconds, plan
-                )
-                rows.extend(out.items())
-            for label, r in rows:
-                ml_results[(label, clients)] = r
-            print_table(f"MLflow, {clients} client(s)", rows)
+            )[FLOOR]
+            floors[("writes", clients)] = floor
+            for plan in (fine_tune, activate):
+                out = run_load(ports, headers, clients, max(4, args.requests // 2 // clients), args.max_seconds, plan)
+                for label, r in table.add(out).items():
+                    results[(label, clients)] = {**r, "floor": floor}
+            table.print(floor=floor)
+        tech_load.append(loadavg())
+        tech_peak = WATCH.run_peak
+        stop(processes)  # one server at a time on the 2 cores
+        processes.clear()
 
-        print(
-            "\nMLflow vs TechAnal, same registry, same PostgreSQL, same number of server processes "
-            "(ratio = MLflow / TechAnal; > 1: TechAnal faster)"
-        )
-        print(
-            "| operation | MLflow endpoint / TechAnal endpoint | clients | MLflow p50 | TechAnal p50 | p50 ratio "
-            "| MLflow p95 | TechAnal p95 | p95 ratio | MLflow req/s | TechAnal req/s |"
-        )
-        print("|" + "---|" * 11)
-        for (label, clients), ml in ml_results.items():
-            ours = results.get((pairs[label], clients))
-            if ours is None:
-                continue
-            print(
-                f"| {label} | {pairs[label]} | {clients} | {ml['p50']:.1f} | {ours['p50']:.1f} | "
-                f"{ml['p50'] / ours['p50']:.2f} | {ml['p95']:.1f} | {ours['p95']:.1f} | {ml['p95'] / ours['p95']:.2f} "
-                f"| {ml['rps']:.0f} | {ours['rps']:.0f} |"
-            )
+        ml_results: dict[tuple[str, int], dict[str, Any]] = {}
+        ml_note = "MLflow: skipped (--skip-mlflow)"
+        if not args.skip_mlflow:
+            mlflow = next((p for p in mlflow_candidates(args.mlflow) if p.exists()), None)
+            if mlflow is None:
+                ml_note = "MLflow: not installed (see bench/README.md); skipped"
+                print(f"\n{ml_note}")
+            else:
+                created.append(ml_database)
+                ml_results, ml_note = mlflow_phase(args, mlflow, ml_database, work, names, processes)
+                compare(ml_results, results)
+        summary(args, results, floors, ml_results, tech_load, tech_peak, ml_note)
     finally:
         if WATCH:
             WATCH.stop()
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=20)
+        stop(processes)
         with contextlib.suppress(Exception):
             from django.db import connections
 
@@ -826,6 +915,208 @@ def main() -> None:
                 admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(work, ignore_errors=True)
         print(f"\nload average at the end: {loadavg()}; throwaway databases dropped")
+
+
+def mlflow_phase(
+    args: argparse.Namespace,
+    mlflow: Path,
+    ml_database: str,
+    work: Path,
+    names: list[str],
+    processes: list[subprocess.Popen],
+) -> tuple[dict[tuple[str, int], dict[str, Any]], str]:
+    """MLflow's server on its own PostgreSQL database, loaded with the same registry and timed.
+    Its process goes into `processes` (stopped by the caller). Returns the figures and a note."""
+    admin(f'CREATE DATABASE "{ml_database}"')
+    ml_port = free_port()
+    ml_log = (work / "mlflow.log").open("wb")
+    version = subprocess.run([str(mlflow), "--version"], capture_output=True, text=True).stdout.strip()  # noqa: S603
+    began = time.perf_counter()
+    processes.append(
+        subprocess.Popen(  # noqa: S603 (the MLflow install named in bench/README.md)
+            [
+                str(mlflow),
+                "server",
+                "--backend-store-uri",
+                f"postgresql+psycopg2://postgres@127.0.0.1:5432/{ml_database}",
+                "--default-artifact-root",
+                f"file://{work / 'mlartifacts'}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ml_port),
+                "--workers",
+                str(args.procs),
+            ],
+            cwd=work,
+            stdout=ml_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))},
+                # MLflow 3.x starts a job runner and 7 huey consumers beside the web workers (for
+                # scorers and prompt optimisation, nothing the registry calls use); they import
+                # MLflow for ~20 s after /health answers. TechAnal's qcluster is not run either.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            },
+        )
+    )
+    try:
+        wait_http(ml_port, "/health", seconds=180)
+    except SystemExit:
+        ml_log.flush()
+        print((work / "mlflow.log").read_text(errors="replace")[-3000:])
+        raise
+    print(
+        f"\n{version} server ({mlflow}), {args.procs} workers, backend {PG}/<throwaway>: "
+        f"up in {time.perf_counter() - began:.1f} s"
+    )
+    for line in mlflow_load(ml_port, ml_database, names, args.versions):
+        print(line)
+    ml_headers = {"Content-Type": "application/json"}
+    q = urllib.parse.quote
+    pick = random.Random(8)  # noqa: S311
+    ml_reads = {
+        "list models": lambda ci, k: f"/api/2.0/mlflow/registered-models/search?max_results={PAGE}",
+        "list a model's versions": lambda ci, k: (
+            "/api/2.0/mlflow/model-versions/search?filter=" + q("name='" + pick.choice(names) + "'")
+        ),
+        "the champion / active version": lambda ci, k: (
+            f"/api/2.0/mlflow/registered-models/alias?name={pick.choice(names)}&alias=champion"
+        ),
+    }
+    for label, url in ml_reads.items():  # warm-up
+        run_load([ml_port], ml_headers, args.procs * 2, 5, 30, get_plan(label, url))
+    print(f"warmed up; {settle(processes)}")
+    if WATCH:
+        WATCH.run_peak = 0
+    load = [loadavg()]
+    ml_results: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def register(ci: int, k: int) -> list[Request]:
+        payload = {"name": names[ci], "source": f"s3://bench-artifacts/{names[ci]}/load-{ci}-{k}"}
+        path = "/api/2.0/mlflow/model-versions/create"
+        return [("register a version", "POST", path, json.dumps(payload).encode(), (200,))]
+
+    def move_alias(ci: int, k: int) -> list[Request]:
+        payload = {"name": names[ci], "alias": "champion", "version": str(args.versions - 1 + k % 2)}
+        path = "/api/2.0/mlflow/registered-models/alias"
+        return [("move the alias / activate", "POST", path, json.dumps(payload).encode(), (200,))]
+
+    for clients in args.mlflow_clients_list:
+        table = Table(f"MLflow, {clients} client(s)")
+        for label, url in ml_reads.items():
+            table.add(
+                run_load(
+                    [ml_port],
+                    ml_headers,
+                    clients,
+                    max(5, args.requests // clients),
+                    args.max_seconds,
+                    get_plan(label, url),
+                )
+            )
+        for plan in (register, move_alias):
+            table.add(
+                run_load([ml_port], ml_headers, clients, max(4, args.requests // 2 // clients), args.max_seconds, plan)
+            )
+        for label, r in table.rows:
+            ml_results[(label, clients)] = r
+        table.print()
+    load.append(loadavg())
+    peak = WATCH.run_peak if WATCH else 0
+    note = (
+        f"MLflow: {version}, {args.procs} workers, load average {load[0]} at the start of its tables and "
+        f"{load[1]} at the end, peak PostgreSQL connections {peak}"
+    )
+    return ml_results, note
+
+
+def compare(ml_results: dict[tuple[str, int], dict[str, Any]], results: dict[tuple[str, int], dict[str, Any]]) -> None:
+    print(
+        "\nMLflow vs TechAnal, same registry, same PostgreSQL, same number of server processes "
+        "(every ratio > 1: TechAnal faster; throughput target TechAnal ÷ MLflow ≥ "
+        f"{TARGET_MLFLOW_RATIO:.0f})"
+    )
+    print(
+        "| operation | MLflow endpoint / TechAnal endpoint | clients | MLflow p50 | TechAnal p50 "
+        "| MLflow ÷ TechAnal p50 | MLflow p95 | TechAnal p95 | MLflow ÷ TechAnal p95 | MLflow req/s | TechAnal req/s "
+        f"| TechAnal ÷ MLflow req/s | ≥ {TARGET_MLFLOW_RATIO:.0f}× |"
+    )
+    print("|" + "---|" * 13)
+    for (label, clients), ml in ml_results.items():
+        ours = results.get((PAIRS[label], clients))
+        if ours is None:
+            continue
+        ratio = ours["rps"] / ml["rps"]
+        print(
+            f"| {label} | {PAIRS[label]} | {clients} | {ml['p50']:.1f} | {ours['p50']:.1f} | "
+            f"{ml['p50'] / ours['p50']:.2f} | {ml['p95']:.1f} | {ours['p95']:.1f} | {ml['p95'] / ours['p95']:.2f} "
+            f"| {ml['rps']:.0f} | {ours['rps']:.0f} | {ratio:.2f} "
+            f"| {verdict(ratio >= TARGET_MLFLOW_RATIO and not ours['errors'])}"
+            f"{' (TechAnal errors)' if ours['errors'] else ''} |"
+        )
+
+
+def summary(
+    args: argparse.Namespace,
+    results: dict[tuple[str, int], dict[str, Any]],
+    floors: dict[tuple[str, int], dict[str, Any]],
+    ml_results: dict[tuple[str, int], dict[str, Any]],
+    tech_load: list[str],
+    tech_peak: int,
+    ml_note: str,
+) -> None:
+    """The Markdown table for bench/README.md: per operation and client count, with the targets."""
+    mine = {tech: ml for ml, tech in PAIRS.items()}
+    size = (args.models, args.versions)
+    print(
+        f"\n#### api_load summary, {date.today()}: {args.models} × {args.versions}, server {args.server} "
+        f"(`{args.template}`), --procs {args.procs}, {os.cpu_count()} CPUs\n"
+    )
+    print(
+        f"TechAnal: load average {tech_load[0]} at the start of its tables and {tech_load[1]} at the end, peak "
+        f"PostgreSQL connections {tech_peak}. {ml_note}."
+        + (
+            ""
+            if size == TARGET_REGISTRY
+            else f" The targets are stated for {TARGET_REGISTRY[0]:,} × {TARGET_REGISTRY[1]}: "
+            "the verdicts below are only indicative."
+        )
+        + " Ratios to the floor (`GET /api/ping/`, measured first in each table, same server and clients): "
+        "p95 ÷ floor p95 and floor req/s ÷ req/s (1 = as cheap as the floor). TechAnal ÷ MLflow: req/s ratio.\n"
+    )
+    print(
+        "| operation | clients | p50 ms | p95 ms | req/s | p95 ÷ floor p95 | floor req/s ÷ req/s | MLflow p50 ms "
+        "| MLflow p95 ms | MLflow req/s | TechAnal ÷ MLflow req/s | targets |"
+    )
+    print("|" + "---|" * 12)
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for kind in ("reads", "writes"):
+        rows.extend(
+            (f"{FLOOR}, {kind} tables", r) for (k, _), r in sorted(floors.items(), key=lambda x: x[0][1]) if k == kind
+        )
+    labels = list(dict.fromkeys(label for label, _ in results))
+    rows.extend((label, results[(label, c)]) for label in labels for c in args.clients_list if (label, c) in results)
+    for label, r in rows:
+        floor = r.get("floor")
+        cells = [label, str(r["clients"]), f"{r['p50']:.1f}", f"{r['p95']:.1f}", f"{r['rps']:.0f}"]
+        cells += [f"{r['p95'] / floor['p95']:.2f}", f"{floor['rps'] / r['rps']:.2f}"] if floor else ["1", "1"]
+        targets = [read_targets(r, floor)] if floor and label.startswith("GET") else []
+        ml = ml_results.get((mine.get(label, ""), r["clients"]))
+        if ml:
+            ratio = r["rps"] / ml["rps"]
+            cells += [f"{ml['p50']:.1f}", f"{ml['p95']:.1f}", f"{ml['rps']:.0f}", f"{ratio:.2f}"]
+            targets.append(
+                f"≥ {TARGET_MLFLOW_RATIO:.0f}× MLflow: {verdict(ratio >= TARGET_MLFLOW_RATIO and not r['errors'])}"
+            )
+        else:
+            cells += ["", "", "", ""]
+        if r["errors"]:
+            targets.append(f"errors: {len(r['errors'])}")
+        cells.append("; ".join(t for t in targets if t))
+        print("| " + " | ".join(cells) + " |")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
