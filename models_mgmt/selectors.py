@@ -54,6 +54,28 @@ def ai_model_get(user: UserLike, name: str) -> AIModel:
     return model
 
 
+def ai_model_to_serve(user: UserLike, name: str) -> AIModel:
+    """A model the user may view, for serving a prediction: the default dataset joined, the active
+    version (with its dataset) prefetched. Two queries, and the lookup is predict's permission
+    check: no guardian check follows it."""
+    model = (
+        ai_models_visible(user)
+        .select_related("default_dataset")
+        .prefetch_related(
+            Prefetch(
+                "versions",
+                queryset=ModelVersion.objects.filter(status=VersionStatus.ACTIVE).select_related("dataset"),
+                to_attr="active_versions",
+            )
+        )
+        .filter(name=name)
+        .first()
+    )
+    if model is None:
+        raise NotFound(f"AI model '{name}' not found.")
+    return model
+
+
 def model_version_list(user: UserLike, model_name: str) -> QuerySet[ModelVersion]:
     model = ai_model_get(user, model_name)
     return model.versions.select_related("model", "parent", "dataset").order_by("-created_at", "-id")
