@@ -483,7 +483,7 @@ class BarListField(serializers.Field):
 
     def get_value(self, dictionary: Any) -> Any:
         if html.is_html_input(dictionary):  # a form: as ListSerializer reads it
-            return html.parse_html_list(dictionary, prefix=self.field_name, default=empty)
+            return html.parse_html_list(dictionary, prefix=self.field_name or "", default=empty)
         return dictionary.get(self.field_name, empty)
 
     def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
