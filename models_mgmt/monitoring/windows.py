@@ -73,6 +73,9 @@ def frame_up_to(dataset: Dataset, end: BarTime, bars: int) -> Any:
     return selectors.dataset_bars_frame(dataset, end=end, history_bars=bars)
 
 
+OHLCV = ("open", "high", "low", "close", "volume")
+
+
 @dataclass(frozen=True)
 class BarWindow:
     """A window of bars as serving reads it, without pandas: bar keys (dates, or UTC timestamps
@@ -94,9 +97,6 @@ class BarWindow:
 
         values = np.array(rows, dtype=np.float64).reshape(len(rows), len(OHLCV))
         return cls(keys, {c: values[:, i] for i, c in enumerate(OHLCV)})
-
-
-OHLCV = ("open", "high", "low", "close", "volume")
 
 
 def window_up_to(dataset: Dataset, end: BarTime, bars: int) -> BarWindow:
