@@ -63,6 +63,21 @@ def ai_model_detail(user: UserLike, name: str) -> AIModel:
     return model
 
 
+def ai_model_to_serve(user: UserLike, name: str) -> AIModel:
+    """A model the user may view, for serving a prediction: `ai_model_get` (its permission check is
+    predict's: no guardian check follows) with the active version and its dataset prefetched."""
+    model = ai_model_get(user, name)
+    prefetch_related_objects(
+        [model],
+        Prefetch(
+            "versions",
+            queryset=ModelVersion.objects.filter(status=VersionStatus.ACTIVE).select_related("dataset"),
+            to_attr="active_versions",
+        ),
+    )
+    return model
+
+
 def model_version_list(user: UserLike, model_name: str) -> QuerySet[ModelVersion]:
     model = ai_model_get(user, model_name)
     return model.versions.select_related("model", "parent", "dataset").order_by("-created_at", "-id")

@@ -11,6 +11,8 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
+from rest_framework.utils import html
 
 from models_mgmt.choices import ActivationPolicy, Role
 from models_mgmt.engine import timeframes
@@ -464,6 +466,87 @@ class BarInputSerializer(StrictSerializer):
         return attrs
 
 
+PRICES = ("open", "high", "low", "close")
+BAR_KEYS = frozenset(("date", "timestamp", *PRICES, "volume"))
+
+
+@extend_schema_field(BarInputSerializer(many=True))
+class BarListField(serializers.Field):
+    """A list of bars under `BarInputSerializer`'s rules, without running a serializer per bar.
+
+    Predict receives hundreds of bars a request. A bar that is plainly valid (a JSON object with the
+    known keys, numbers for prices and volume, a `date` string) is checked here in plain Python;
+    if any bar is not, the whole list goes through `BarInputSerializer(many=True)` exactly as
+    before, so every error (field names, messages, shape) is DRF's own. Both give the same values
+    for a valid list (tests/api/test_bar_list_field.py).
+    """
+
+    def get_value(self, dictionary: Any) -> Any:
+        if html.is_html_input(dictionary):  # a form: as ListSerializer reads it
+            return html.parse_html_list(dictionary, prefix=self.field_name or "", default=empty)
+        return dictionary.get(self.field_name, empty)
+
+    def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
+        bars = _plainly_valid_bars(data)
+        if bars is None:
+            bars = BarInputSerializer(many=True).run_validation(data)
+        return bars
+
+
+def _plainly_valid_bars(data: Any) -> list[dict[str, Any]] | None:
+    """The validated bars when every one is plainly valid, else None (let DRF say what is wrong)."""
+    if type(data) is not list:
+        return None
+    out = []
+    for raw in data:
+        if type(raw) is not dict or not raw.keys() <= BAR_KEYS:
+            return None
+        bar = _plain_bar(raw)
+        if bar is None:
+            return None
+        out.append(bar)
+    return out
+
+
+def _plain_bar(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """BarInputSerializer's value for one bar, or None unless the bar is plainly valid."""
+    bar: dict[str, Any] = {}
+    if "date" in raw:
+        text = raw["date"]
+        if "timestamp" in raw or type(text) is not str:
+            return None
+        try:
+            bar["date"] = dt.date.fromisoformat(text)  # what DRF's DateField tries first
+        except ValueError:
+            return None
+    elif "timestamp" in raw:
+        try:  # intraday: DRF's own field (time zones), one call, no serializer run
+            bar["timestamp"] = _TIMESTAMP.run_validation(raw["timestamp"])
+        except serializers.ValidationError:
+            return None
+    else:
+        return None
+    for key in (*PRICES, "volume"):
+        value = raw.get(key)
+        if type(value) is not float and type(value) is not int:
+            return None
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            return None
+        if not ((math.isfinite(value) and value > 0) or (key == "volume" and value == 0)):
+            return None
+        bar[key] = value
+    if bar["high"] < bar["low"] or bar["high"] < max(bar["open"], bar["close"]):
+        return None
+    if bar["low"] > min(bar["open"], bar["close"]):
+        return None
+    return bar
+
+
+_TIMESTAMP = serializers.DateTimeField()
+
+
 def _check_bar_dates(bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
     kinds = {"timestamp" if "timestamp" in b else "date" for b in bars}
     if len(kinds) > 1:
@@ -482,7 +565,7 @@ def _check_bar_dates(bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class PredictSerializer(StrictSerializer):
     """Either `bars` (a window of recent bars, oldest first) or `dataset` + `asOf`."""
 
-    bars = BarInputSerializer(many=True, required=False, help_text="at least the model's lookback of bars")
+    bars = BarListField(required=False, help_text="at least the model's lookback of bars")
     dataset = serializers.CharField(
         required=False, max_length=64, help_text="with asOf: predict from its bars; with bars: whose bars resolve it"
     )

@@ -6,43 +6,38 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections import Counter
+from itertools import pairwise
 from typing import Any
 
 from django.db.models import F
 from django.utils import timezone
 
-from models_mgmt.choices import PERM_VIEW, VersionStatus
+from models_mgmt import selectors
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.labels import compute_labels
 from models_mgmt.errors import Conflict, InvalidInput, Unavailable
 from models_mgmt.models import AIModel, Dataset, Prediction
-from models_mgmt.permissions import UserLike, require_model_perm
 
 from . import ollama, serving
-from .windows import frame_up_to, frame_with_history, hyper
+from .windows import OHLCV, BarWindow, frame_with_history, hyper, window_up_to
 
 logger = logging.getLogger(__name__)
 OUTPUT_LABELS = {"signal": ("down", "up"), "risk": ("normal", "high"), "pattern": ("range", "breakout")}
 
 
-def _frame(rows: list[dict[str, Any]]) -> Any:
-    """Submitted bars as the engine's frame: indexed by date, or by UTC timestamp (intraday)."""
-    import pandas as pd  # heavy: only processes that serve predictions load pandas
-
-    values = ["open", "high", "low", "close", "volume"]
-    frame = pd.DataFrame([{k: r[k] for k in values} for r in rows], columns=values).astype(float)
-    if rows and "timestamp" in rows[0]:
-        frame.index = pd.DatetimeIndex([timeframes.bar_timestamp(r["timestamp"]) for r in rows], name="timestamp")
-    else:
-        frame.index = pd.Index([r["date"] for r in rows], dtype=object, name="date")
-    return frame
+def _window(rows: list[dict[str, Any]]) -> BarWindow:
+    """Submitted bars (validated: all keyed by `date`, or all by `timestamp`) as a BarWindow."""
+    by = "timestamp" if "timestamp" in rows[0] else "date"
+    keys = [timeframes.as_utc(r[by]) if by == "timestamp" else r[by] for r in rows]
+    return BarWindow.of_rows(keys, [tuple(r[c] for c in OHLCV) for r in rows])
 
 
-def _timeframe_of_bars(frame: Any, resolve_in: Dataset | None) -> timeframes.Timeframe:
+def _timeframe_of_bars(keys: list[dt.date | dt.datetime], resolve_in: Dataset | None) -> timeframes.Timeframe:
     """The timeframe submitted bars are in: the resolving dataset's (which they must match), else
-    daily for dates and the most common spacing for timestamps."""
-    intraday = getattr(frame.index, "tz", None) is not None
+    daily for dates and the most common spacing for timestamps (the shortest, on a tie)."""
+    intraday = isinstance(keys[0], dt.datetime)
     if resolve_in is not None:
         tf = timeframes.timeframe(resolve_in.timeframe)
         if tf.intraday != intraday:
@@ -54,14 +49,14 @@ def _timeframe_of_bars(frame: Any, resolve_in: Dataset | None) -> timeframes.Tim
         return tf
     if not intraday:
         return timeframes.DAILY
-    gaps = frame.index.to_series().diff().dropna()
-    minutes = round(gaps.mode().iloc[0].total_seconds() / 60) if len(gaps) else 60
+    gaps = Counter(later - earlier for earlier, later in pairwise(keys))
+    most = max(gaps.values(), default=0)
+    minutes = round(min(g for g, n in gaps.items() if n == most).total_seconds() / 60) if gaps else 60
     return next((t for t in timeframes.TIMEFRAMES.values() if t.minutes == minutes), timeframes.Timeframe("", minutes))
 
 
 def prediction_make(
     *,
-    actor: UserLike,
     model: AIModel,
     bars: list[dict[str, Any]] | None = None,
     dataset: Dataset | None = None,
@@ -69,14 +64,14 @@ def prediction_make(
 ) -> dict[str, Any]:
     """Serve the active version on a window of bars (given, or a dataset's up to `as_of`) and log it.
 
-    `dataset` with `bars` names whose later bars resolve the prediction (default: the model's
-    dataset). Raises InvalidInput for a window that cannot produce features.
+    `model` is what `selectors.ai_model_to_serve(user, name)` returned: that lookup is the view
+    permission check, made once (no guardian check per request here), and it brought the active
+    version. `dataset` with `bars` names whose later bars resolve the prediction (default: the
+    model's dataset). Raises InvalidInput for a window that cannot produce features. No pandas:
+    the window is numpy arrays, the features are its last row (`serving.feature_row`).
     """
-    import numpy as np  # heavy: only processes that serve predictions load numpy
-
     started = time.perf_counter()
-    require_model_perm(actor, model, PERM_VIEW, "request predictions")
-    active = model.versions.filter(status=VersionStatus.ACTIVE).first()
+    active = selectors.active_version_of(model)
     if active is None:
         raise Conflict(f"AI model '{model.name}' has no active version to serve.", code="no_active_version")
     served: serving.ServedVersion | ollama.OllamaServedVersion
@@ -89,29 +84,32 @@ def prediction_make(
             raise Unavailable(str(exc), code="model_unavailable") from exc
 
     if bars is not None:
-        frame, source, field = _frame(bars), "bars", "bars"
+        window, source, field = _window(bars), "bars", "bars"
         resolve_in = dataset or model.default_dataset or active.dataset
-        tf = _timeframe_of_bars(frame, resolve_in)
+        tf = _timeframe_of_bars(window.keys, resolve_in)
     else:
         assert dataset is not None and as_of is not None
-        frame, source, field = frame_up_to(dataset, as_of, serving.LOOKBACK_BARS + 200), "dataset", "asOf"
+        window, source, field = window_up_to(dataset, as_of, serving.WINDOW_BARS), "dataset", "asOf"
         resolve_in, tf = dataset, timeframes.timeframe(dataset.timeframe)
-        if len(frame) == 0:
+        if len(window) == 0:
             raise InvalidInput(
                 "No bars up to asOf.",
                 fields={"asOf": [f"dataset '{dataset.name}' has no bars on or before {timeframes.format_key(as_of)}"]},
             )
     try:
-        features = serving.feature_row(frame)
+        features = serving.feature_row(window)
     except serving.WindowError as exc:
         raise InvalidInput(str(exc), fields={field: [str(exc)]}) from exc
-    probabilities = served.run(features[np.newaxis, :])[0]
+    probabilities = served.run(features.reshape(1, -1))[0]
     latency_ms = (time.perf_counter() - started) * 1000
 
     horizon, breakout = hyper(active)
-    last = frame.index[-1]
+    last = window.keys[-1]
     due_on = timeframes.earliest_due(tf, last, horizon)
     outputs = {task: round(float(p), 6) for task, p in zip(served.tasks, probabilities, strict=True)}
+    # The ledger row is one INSERT, committed (autocommit: no transaction around the request)
+    # before this returns, so before the 200 is sent: a 200 implies the row exists. Nothing after
+    # it can fail the request, and no batching or after-response write can lose it.
     prediction = Prediction.objects.create(
         model=model,
         version=active,

@@ -1,8 +1,8 @@
 """Serving the active version in the web process: onnxruntime only, never torch.
 
 The artifact's `model.onnx` takes RAW features (normalisation and sigmoid are inside the graph,
-see `engine.network.ServingModel`), so serving is: features of the submitted window
-(`engine.features.compute_features`), one row, one `session.run`.
+see `engine.network.ServingModel`), so serving is: the feature row of the window's last bar
+(`engine.features.last_feature_row`, numpy only: no pandas in the web process), one `session.run`.
 
 One loaded session per version, keyed by (model id, version, checksum) so a re-registered
 artifact can never be served under an old session. Loading happens under a lock and a session
@@ -21,13 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models_mgmt.engine.features import FEATURE_NAMES, WARMUP_BARS, compute_features
+from models_mgmt.engine.features import FEATURE_NAMES, WARMUP_BARS, last_feature_row
 from models_mgmt.engine.labels import TASKS
 
 # compute_features leaves the first WARMUP_BARS rows NaN: the row after them is the first with
 # every window full (the longest is the 60-bar volatility, plus EMA settling).
 LOOKBACK_BARS = WARMUP_BARS + 1
+# The bars a feature row is computed on: the EMAs run over all of them, so serving always uses the
+# last WINDOW_BARS (more bars would change the row in the last digits).
+WINDOW_BARS = LOOKBACK_BARS + 200
 ONNX = "model.onnx"
+FEATURE_INPUTS = ("close", "high", "low", "volume")  # last_feature_row's arguments
 ARCHITECTURE = "architecture.json"
 
 Key = tuple[int, str, str]
@@ -137,16 +141,17 @@ def clear() -> None:
 
 
 def feature_row(bars: Any) -> Any:
-    """The raw feature row of the LAST bar of `bars` (a DataFrame sorted by date)."""
+    """The raw feature row of the LAST bar of `bars`: OHLCV columns by name, oldest first (a dict of
+    arrays, or a DataFrame): `compute_features` on the last WINDOW_BARS bars, last row only."""
     import numpy as np  # heavy: loaded on first use, not when the module is imported
 
-    if len(bars) < LOOKBACK_BARS:
+    n = len(bars["close"])
+    if n < LOOKBACK_BARS:
         raise WindowError(
-            f"{len(bars)} bars given; the features need at least {LOOKBACK_BARS} bars (the longest "
+            f"{n} bars given; the features need at least {LOOKBACK_BARS} bars (the longest "
             f"window is 60 bars plus warm-up for the moving averages)"
         )
-    row = compute_features(bars.iloc[-(LOOKBACK_BARS + 200) :]).iloc[-1]
-    values = row.to_numpy(dtype=np.float64)
+    values = last_feature_row(*(np.asarray(bars[c], dtype=np.float64)[-WINDOW_BARS:] for c in FEATURE_INPUTS))
     missing = [name for name, value in zip(FEATURE_NAMES, values, strict=True) if not np.isfinite(value)]
     if missing:
         raise WindowError(f"features {', '.join(missing)} are undefined for this window (constant or zero prices?)")

@@ -10,6 +10,7 @@ span holds 7 hourly equity bars a day but 24 hourly crypto bars.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from models_mgmt import selectors
@@ -70,6 +71,45 @@ def frame_up_to(dataset: Dataset, end: BarTime, bars: int) -> Any:
     if counts_days(dataset):
         return selectors.dataset_bars_frame(dataset, start=end - dt.timedelta(days=int(bars * DAYS_PER_BAR)), end=end)
     return selectors.dataset_bars_frame(dataset, end=end, history_bars=bars)
+
+
+OHLCV = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class BarWindow:
+    """A window of bars as serving reads it, without pandas: bar keys (dates, or UTC timestamps
+    for intraday bars) and one float array per OHLCV column, oldest first."""
+
+    keys: list[BarTime]
+    columns: dict[str, Any]  # "open" .. "volume" -> numpy array
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, column: str) -> Any:
+        return self.columns[column]
+
+    @classmethod
+    def of_rows(cls, keys: list[BarTime], rows: list[tuple[float, ...]]) -> BarWindow:
+        """From (open, high, low, close, volume) rows."""
+        import numpy as np  # heavy: only processes that serve predictions load numpy
+
+        values = np.array(rows, dtype=np.float64).reshape(len(rows), len(OHLCV))
+        return cls(keys, {c: values[:, i] for i, c in enumerate(OHLCV)})
+
+
+def window_up_to(dataset: Dataset, end: BarTime, bars: int) -> BarWindow:
+    """`frame_up_to`'s bars as a BarWindow, in one query (predict's path: no pandas)."""
+    tf = timeframe_of(dataset)
+    columns = ("timestamp", *OHLCV)
+    if counts_days(dataset):
+        start = end - dt.timedelta(days=int(bars * DAYS_PER_BAR))
+        rows = list(selectors.dataset_bars(dataset, start=start, end=end).values_list(*columns))
+    else:  # the last `bars` bars up to `end`: frame_up_to's `history_bars`, in one query
+        latest = dataset.bars.filter(timestamp__lte=timeframes.window_end(end)).order_by("-timestamp")
+        rows = list(latest.values_list(*columns)[:bars])[::-1]
+    return BarWindow.of_rows([timeframes.key_of(tf, r[0]) for r in rows], [r[1:] for r in rows])
 
 
 def bar_after(dataset: Dataset, key: BarTime, n: int) -> dt.datetime | None:

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models_mgmt.engine.features import FEATURE_NAMES, WARMUP_BARS, compute_features
+from models_mgmt.engine.bars import load_builtin
+from models_mgmt.engine.features import FEATURE_NAMES, WARMUP_BARS, compute_features, last_feature_row
 from models_mgmt.engine.labels import TASKS, compute_labels
 
 
@@ -77,3 +78,53 @@ def test_light_modules_do_not_import_torch():
         "assert not heavy, f'{heavy} imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- The last row alone, in numpy (what serving computes per request) ---------------------------
+
+
+def _last_rows(window: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    expected = compute_features(window).iloc[-1].to_numpy(dtype=np.float64)
+    got = last_feature_row(*(window[c].to_numpy() for c in ("close", "high", "low", "volume")))
+    return expected, got
+
+
+def _assert_same_row(window: pd.DataFrame) -> None:
+    expected, got = _last_rows(window)
+    assert np.array_equal(np.isnan(expected), np.isnan(got)), (expected, got)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["sp500", "nasdaq"])
+def test_last_feature_row_equals_the_last_row_of_compute_features(name):
+    """Real bars, many window ends, windows shorter than the warm-up, just past it, serving's 271
+    bars and longer: the same row as pandas, NaN where pandas has NaN."""
+    frame = load_builtin(name)
+    ends = np.random.default_rng(13).integers(WARMUP_BARS, len(frame) + 1, size=40)
+    for end in [*ends, len(frame)]:
+        for size in (WARMUP_BARS - 10, WARMUP_BARS, WARMUP_BARS + 1, WARMUP_BARS + 2, 150, 271, 272, 600):
+            _assert_same_row(frame.iloc[max(0, end - size) : end])
+
+
+def test_last_feature_row_on_intraday_bars():
+    from tests.hourly import hourly_frame
+
+    frame = hourly_frame(120)
+    for end in range(WARMUP_BARS + 1, len(frame) + 1, 37):
+        _assert_same_row(frame.iloc[max(0, end - 271) : end])
+
+
+def test_last_feature_row_on_constant_volume_and_constant_prices(sp500):
+    window = sp500.iloc[-300:].copy()
+    window["volume"] = 0.0  # an index that reports no volume: z = 0, as in pandas
+    _assert_same_row(window)
+    window["volume"] = 1e6
+    _assert_same_row(window)
+    flat = window.copy()
+    flat.iloc[-80:, :4] = 100.0  # constant prices: volatilities exactly 0, the ratio undefined
+    expected, _ = _last_rows(flat)
+    assert np.isnan(expected[FEATURE_NAMES.index("vol_ratio_5_60")])
+    _assert_same_row(flat)
+    quiet = window.copy()
+    quiet.iloc[-8:, :4] = 100.0  # the last 5 returns are 0: vol_5 = 0 exactly, vol_60 is not
+    _assert_same_row(quiet)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -42,6 +43,44 @@ print(json.dumps({{"torch": "torch" in sys.modules, "outputs": out.tolist()}}))
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["torch"] is False
     assert len(result["outputs"][0]) == 3
+
+
+def test_a_predict_request_in_a_fresh_web_process_never_imports_pandas_or_scipy(api, analyst, live_model):
+    """Both modes (bars, dataset + asOf) through the whole web stack, in a fresh interpreter that
+    reads this test's database: the web process never loads pandas or scipy to predict."""
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    from .conftest import bar_dicts
+
+    database = {k: connection.settings_dict[k] for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")}
+    bars = bar_dicts(dt.date(2007, 1, 1), dt.date(2008, 3, 31))[-300:]
+    script = f"""
+import json, os, sys
+import tests.settings
+tests.settings.DATABASES["default"].update(json.loads(os.environ["TEST_DATABASE"]))
+import techanal.asgi  # the whole web stack: django.setup() and the ASGI application
+from rest_framework.test import APIClient
+client = APIClient(SERVER_NAME="localhost", HTTP_AUTHORIZATION="Bearer " + os.environ["TOKEN"])
+answers = [
+    client.post("{MODEL}/predict", body, format="json").status_code
+    for body in ({{"bars": json.loads(os.environ["BARS"])}}, {{"dataset": "live-sp500", "asOf": "2008-03-31"}})
+]
+print(json.dumps({{"answers": answers, "loaded": [m for m in ("pandas", "scipy") if m in sys.modules]}}))
+"""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TEST_DATABASE": json.dumps(database),
+        "TOKEN": str(RefreshToken.for_user(analyst).access_token),
+        "BARS": json.dumps(bars),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"answers": [200, 200], "loaded": []}
+    assert Prediction.objects.count() == 2
 
 
 def test_one_session_per_version_keyed_by_checksum(live_model):

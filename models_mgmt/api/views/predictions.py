@@ -42,12 +42,12 @@ class PredictView(ModelScopedView):
         responses={200: PredictionSerializer, **errors(400, 403, 404, 409, 503)},
     )
     def post(self, request: Request, name: str) -> Response:
-        model = self.get_ai_model(name)
+        # One permission-filtered lookup brings the model, its active version and datasets; it is
+        # the permission check, so nothing below asks guardian again (a constant few queries).
+        model = selectors.ai_model_to_serve(request.user, name)
         data = PredictSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         dataset = selectors.dataset_get(request.user, v["dataset"]) if v.get("dataset") else None
-        result = prediction_make(
-            actor=request.user, model=model, bars=v.get("bars"), dataset=dataset, as_of=v.get("asOf")
-        )
+        result = prediction_make(model=model, bars=v.get("bars"), dataset=dataset, as_of=v.get("asOf"))
         return Response(result)
