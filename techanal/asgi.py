@@ -1,4 +1,4 @@
-"""ASGI entry point served by daphne: HTTP and websockets in one process."""
+"""ASGI entry point: HTTP and websockets, served by uvicorn (bin/serve) or daphne (`manage.py runserver`)."""
 
 import os
 
@@ -15,7 +15,7 @@ from models_mgmt.realtime.auth import BearerOrSessionAuth  # noqa: E402
 from models_mgmt.realtime.routing import websocket_urlpatterns  # noqa: E402
 from techanal.http_server import leave_request_bodies_to_django  # noqa: E402
 
-leave_request_bodies_to_django()
+leave_request_bodies_to_django()  # only daphne reads it; uvicorn's protocol is named in bin/serve
 
 application = ProtocolTypeRouter(
     {
