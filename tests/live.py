@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # bin/serve's web server, one process.
 WEB = [
     *(sys.executable, "-m", "uvicorn", "techanal.asgi:application", "--host", "127.0.0.1", "--port", "{port}"),
-    *("--loop", "uvloop", "--http", "techanal.http_server:ApiHttpToolsProtocol", "--ws", "websockets"),
+    *("--loop", "uvloop", "--http", "techanal.http_server:ApiHttpToolsProtocol", "--ws", "websockets-sansio"),
     *("--lifespan", "off", "--timeout-graceful-shutdown", "5", "--no-access-log"),
 ]
 QCLUSTER = [sys.executable, "manage.py", "qcluster"]
