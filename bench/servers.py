@@ -69,7 +69,7 @@ def commands(server: str, procs: int) -> list[list[str]]:
         return [
             [
                 *(str(BIN / "uvicorn"), APP, "--host", "127.0.0.1", "--port", "{port}", "--workers", str(procs)),
-                *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--lifespan", "off"),
+                *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off"),
                 *("--no-access-log", "--log-level", "warning"),
             ]
         ]
