@@ -1,6 +1,7 @@
-"""ASGI entry point served by daphne: HTTP and websockets in one process."""
+"""ASGI entry point: HTTP and websockets, served by uvicorn (bin/serve) or daphne (`manage.py runserver`)."""
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -15,7 +16,8 @@ from models_mgmt.realtime.auth import BearerOrSessionAuth  # noqa: E402
 from models_mgmt.realtime.routing import websocket_urlpatterns  # noqa: E402
 from techanal.http_server import leave_request_bodies_to_django  # noqa: E402
 
-leave_request_bodies_to_django()
+if "daphne.server" in sys.modules:  # daphne serves (or is loaded: it is in INSTALLED_APPS for runserver)
+    leave_request_bodies_to_django()
 
 application = ProtocolTypeRouter(
     {

@@ -5,6 +5,7 @@ Production: DATABASE_URL=postgres://..., REDIS_URL=redis://... (cache, throttles
 and the django-q2 broker all move to Redis).
 """
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -114,9 +115,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 else:
-    # daphne runs each sync request in its own thread: persistent connections would pile up (one
-    # per thread, measured: PostgreSQL's "too many clients" under 16 clients). Close per request.
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+    # Under ASGI each sync request runs in its own thread, so persistent connections (CONN_MAX_AGE)
+    # pile up, one per thread (measured: PostgreSQL's "too many clients" under 16 clients). A pool per
+    # web process bounds them instead: a request borrows a connection and returns it when it ends;
+    # one that finds all DB_POOL_MAX_SIZE in use waits up to DB_POOL_TIMEOUT s (then a 500). The
+    # training worker (`manage.py qcluster`) keeps one connection per thread, closed per task: its
+    # connections are bounded by its process count, and django-q2 forks worker processes from a
+    # parent that has used the database, where a child would share the parent's pooled sockets.
+    # docs/configuration.md has the arithmetic against PostgreSQL's max_connections.
+    if env.bool("DB_POOL", default=sys.argv[1:2] != ["qcluster"]):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DB_POOL_MAX_SIZE", default=4),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,4 +1,4 @@
-"""Real product processes (daphne, qcluster) for tests, working on the test database."""
+"""Real product processes (the web server, qcluster) for tests, working on the test database."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from pathlib import Path
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[1]
-DAPHNE = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "techanal.asgi:application"]
+# bin/serve's web server, one process.
+WEB = [
+    *(sys.executable, "-m", "uvicorn", "techanal.asgi:application", "--host", "127.0.0.1", "--port", "{port}"),
+    *("--loop", "uvloop", "--http", "techanal.http_server:ApiHttpToolsProtocol", "--ws", "websockets-sansio"),
+    *("--lifespan", "off", "--timeout-graceful-shutdown", "5", "--no-access-log"),
+]
 QCLUSTER = [sys.executable, "manage.py", "qcluster"]
 
 
@@ -73,16 +78,16 @@ class LiveProcesses:
         self.processes.append(process)
         return process
 
-    def daphne(self, port: int | None = None) -> int:
-        """Start daphne on a free port (or on `port`, e.g. to restart it where clients reconnect)."""
+    def web(self, port: int | None = None) -> int:
+        """Start the web server on a free port (or on `port`, e.g. to restart it where clients reconnect)."""
         port = port or free_port()
-        self.start(DAPHNE, port=port)
+        self.start(WEB, port=port)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                 return port
             time.sleep(0.2)
-        raise RuntimeError(f"daphne did not listen on {port}:\n{self.output()[-3000:]}")
+        raise RuntimeError(f"the web server did not listen on {port}:\n{self.output()[-3000:]}")
 
     def qcluster(self) -> subprocess.Popen:
         if self.env["DATABASE_URL"] == database_url():  # a private database keeps its migrated schedule

@@ -4,6 +4,7 @@ DATABASE_URL chooses the database as in production: unset is SQLite, postgres://
 """
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
@@ -22,3 +23,12 @@ LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # One file per test run, so two runs on one machine never share (and corrupt) a test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}  # noqa: F405
+
+if "pytest" in sys.modules:
+    # The test process itself runs without the web processes' connection pool: tests race threads
+    # that each keep their connection until the test closes it (Django's thread-per-connection
+    # model), and with the pool's 4 connections the fifth thread waits out DB_POOL_TIMEOUT (measured:
+    # tests/monitoring/test_serving.py's concurrent requests fail with PoolTimeout). The servers the
+    # tests start (tests/live.py) keep the product's default, pool on in the web server and off in
+    # qcluster; tests/system/test_db_pool.py checks the pool's bound on one.
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405

@@ -48,7 +48,7 @@ def server(transactional_db, tmp_path, settings):
     # DEBUG: WhiteNoise serves static files from the finders, no collectstatic in tests.
     live = LiveProcesses(tmp_path / "artifacts", tmp_path / "stack.log", TRAINING_WORKERS="1", DEBUG="true")
     try:
-        port = live.daphne()
+        port = live.web()
         live.qcluster()
         yield f"http://127.0.0.1:{port}", live.log_path
     finally:

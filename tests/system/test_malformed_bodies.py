@@ -1,12 +1,14 @@
-"""Malformed request bodies sent to a real daphne get the API's JSON error body (issue 11, item 5).
+"""Malformed request bodies sent to the real web server get the API's JSON error body (issue 11, item 5).
 
 Twisted used to parse a multipart body before daphne handed the request to Django, and answered
-one it could not parse with a bare 400: no body, no Content-Type.
+one it could not parse with a bare 400: no body, no Content-Type. uvicorn (the server since issue
+13) leaves bodies to Django; its own 400 for an unparseable request is JSON under /api/ too.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 
 import pytest
@@ -65,7 +67,7 @@ def test_a_malformed_multipart_body_gets_the_json_error_body_on_every_path(trans
     token = str(AccessToken.for_user(user))
     live = LiveProcesses(tmp_path / "artifacts", tmp_path / "daphne.log", THROTTLE_USER="10000/min")
     try:
-        port = live.daphne()
+        port = live.web()
         answers = {(path, kind): post(port, path, body, token) for path in PATHS for kind, body in BODIES.items()}
         bad_header = raw_get(port, f"{BASE}/models".encode(), b"X-Note: a\x0bb")
     finally:
@@ -77,8 +79,9 @@ def test_a_malformed_multipart_body_gets_the_json_error_body_on_every_path(trans
     }
     assert not wrong
     assert all(400 <= status < 500 for status, _, _ in answers.values())
-    # A request daphne itself refuses before Django sees it, under /api/: the same JSON body.
+    # A request the server itself refuses before Django sees it, under /api/: the same JSON body.
     head, _, content = bad_header.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400")
     assert b"content-type: application/json" in head.lower()
-    assert b'{"detail": "Invalid header value.", "code": "bad_request"}' in content  # in one chunk
+    assert json.loads(content)["code"] == "bad_request", content
+    assert json.loads(content)["detail"].startswith("Invalid"), content

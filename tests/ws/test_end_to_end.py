@@ -52,7 +52,7 @@ def stack(request, transactional_db, tmp_path, settings):
     extra = {"REDIS_URL": REDIS_URL} if request.param == "redis" else {}
     live = LiveProcesses(tmp_path / "artifacts", tmp_path / "stack.log", TRAINING_WORKERS="1", **extra)
     try:
-        port = live.daphne()
+        port = live.web()
         live.qcluster()
         yield request.param, port, live.log_path
     finally:

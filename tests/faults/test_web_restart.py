@@ -1,6 +1,6 @@
-"""(b) daphne is killed (SIGKILL to its process group) while websocket clients follow a job.
+"""(b) The web server (uvicorn) is killed (SIGKILL to its process group) while websocket clients follow a job.
 
-Five clients follow the job feed; daphne dies mid-job and a new daphne starts on the same port;
+Five clients follow the job feed; the server dies mid-job and a new one starts on the same port;
 each client reconnects with `?lastSeq=<last seq received>`. In the end every client holds seq
 1..N exactly once, in order, ending with the job's terminal status — on the embedded transport
 (relay over the events table) and on Redis (channels_redis pushes).
@@ -75,11 +75,11 @@ class Client:
                     async for message in ws:
                         self.events.append(json.loads(message))
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
-                await asyncio.sleep(0.2)  # daphne is down (or still starting): try again
+                await asyncio.sleep(0.2)  # the server is down (or still starting): try again
 
 
 def start_job_over_http(port: int, token: str, model: str, body: dict) -> int:
-    # Over daphne's HTTP, so the job goes to the broker the processes use (Redis or the ORM).
+    # Over the web server's HTTP, so the job goes to the broker the processes use (Redis or the ORM).
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/model-management/models/{model}/fine-tune",
         data=json.dumps(body).encode(),
@@ -91,19 +91,19 @@ def start_job_over_http(port: int, token: str, model: str, body: dict) -> int:
         return json.loads(response.read())["id"]
 
 
-async def follow_through_a_restart(processes, daphne, port: int, token: str, job_id: int) -> list[Client]:
+async def follow_through_a_restart(processes, web, port: int, token: str, job_id: int) -> list[Client]:
     clients = [Client(port, token, job_id) for _ in range(CLIENTS)]
     deadline = time.monotonic() + 300
     tasks = [asyncio.create_task(c.run(deadline)) for c in clients]
-    # Kill daphne once every client is following the running job.
+    # Kill the server once every client is following the running job.
     while not all(c.events and c.events[-1]["status"] == JobStatus.RUNNING and c.last_seq >= 4 for c in clients):
         if any(t.done() for t in tasks) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)
     killed_at = {id(c): c.last_seq for c in clients}
-    processes.kill(daphne)
+    processes.kill(web)
     await asyncio.sleep(2)  # the worker goes on emitting while nobody serves the feed
-    await asyncio.to_thread(processes.daphne, port)
+    await asyncio.to_thread(processes.web, port)
     seq_at_restart = await asyncio.to_thread(latest_seq, job_id)
     await asyncio.gather(*tasks)
     for c in clients:
@@ -118,19 +118,19 @@ def latest_seq(job_id: int) -> int:
         connection.close()  # this ran in a helper thread
 
 
-def test_clients_resume_after_daphne_restarts(live, transport):
-    trainer, model = trainer_with_model(f"daphne-restart-{transport}")
+def test_clients_resume_after_the_web_server_restarts(live, transport):
+    trainer, model = trainer_with_model(f"web-restart-{transport}")
     token = str(AccessToken.for_user(trainer))
     extra = {"REDIS_URL": REDIS_URL} if transport == "redis" else {}
     processes = live(TRAINING_WORKERS="1", **extra)
-    port = processes.daphne()
-    daphne = processes.processes[-1]
+    port = processes.web()
+    web = processes.processes[-1]
     processes.qcluster()
-    # Long enough to outlast a daphne restart on a busy machine (workers warm up at start now, so a
+    # Long enough to outlast a web server restart on a busy machine (workers warm up at start now, so a
     # job no longer spends its first seconds importing torch).
     job_id = start_job_over_http(port, token, model.name, {**LONG, "epochs": 30})
 
-    clients, seq_at_restart = asyncio.run(follow_through_a_restart(processes, daphne, port, token, job_id))
+    clients, seq_at_restart = asyncio.run(follow_through_a_restart(processes, web, port, token, job_id))
 
     job = TrainingJob.objects.get(pk=job_id)
     assert job.status == JobStatus.SUCCEEDED, (job.error_code, job.error, processes.output()[-3000:])
@@ -142,4 +142,4 @@ def test_clients_resume_after_daphne_restarts(live, transport):
         assert client.events[-1]["status"] == JobStatus.SUCCEEDED and client.events[-1] == final
         assert client.connections >= 2  # it really was cut off and came back
         assert 0 < client.killed_at < seqs[-1]  # ... in the middle of the job
-    assert seq_at_restart < seqs_in_table[-1], "the job ended before daphne was back: nothing was live after it"
+    assert seq_at_restart < seqs_in_table[-1], "the job ended before the server was back: nothing was live after it"
