@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP and websockets, served by uvicorn (bin/serve) or daphne (`manage.py runserver`)."""
+"""ASGI entry point: HTTP and websockets, served by uvicorn (bin/serve) or daphne (`bench/` compares them)."""
 
 import os
 import sys
@@ -16,7 +16,7 @@ from models_mgmt.realtime.auth import BearerOrSessionAuth  # noqa: E402
 from models_mgmt.realtime.routing import websocket_urlpatterns  # noqa: E402
 from techanal.http_server import leave_request_bodies_to_django  # noqa: E402
 
-if "daphne.server" in sys.modules:  # daphne serves (or is loaded: it is in INSTALLED_APPS for runserver)
+if "daphne.server" in sys.modules:  # daphne serves (`daphne techanal.asgi:application`)
     leave_request_bodies_to_django()
 
 application = ProtocolTypeRouter(

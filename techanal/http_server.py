@@ -4,7 +4,7 @@
   a control character, say) with a plain-text 400. `ApiHttpToolsProtocol` (`--http
   techanal.http_server:ApiHttpToolsProtocol`) gives one under /api/ the API's JSON error body.
   uvicorn hands every request body to the application unparsed.
-* daphne (`manage.py runserver`, with daphne in INSTALLED_APPS): Twisted's `Request` parses a
+* daphne (`daphne techanal.asgi:application`, which `bench/` compares): Twisted's `Request` parses a
   `multipart/form-data` body itself before daphne hands the request to the application, and
   answers one it cannot parse (say, a body that is only the closing boundary) with a bare 400: no
   body, no Content-Type, and Django never sees it. Django parses the body anyway, so with Twisted's

@@ -49,8 +49,9 @@ CSV_UPLOAD_MAX_BYTES = env.int("CSV_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
 OLLAMA_URL = env.str("OLLAMA_URL", default="")
 OLLAMA_TIMEOUT_S = env.float("OLLAMA_TIMEOUT_S", default=600.0)
 
+# No "daphne" here: it would load Twisted (~26 MB) into every uvicorn process for `runserver`'s sake.
+# The product serves through uvicorn (bin/serve); `manage.py runserver` is Django's own (no websockets).
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -69,7 +70,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files from daphne without a separate server
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files from the web server without a separate one
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,7 +106,7 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'techanal.sqlite3'}"
 DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several writers (daphne, qcluster workers) share the file: WAL lets readers run beside a
+    # Several writers (web processes, qcluster workers) share the file: WAL lets readers run beside a
     # writer, IMMEDIATE takes the write lock at BEGIN so two transactions never deadlock upgrading
     # a read lock, and the busy timeout makes a writer wait instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {
