@@ -64,17 +64,22 @@ def ai_model_detail(user: UserLike, name: str) -> AIModel:
 
 
 def ai_model_to_serve(user: UserLike, name: str) -> AIModel:
-    """A model the user may view, for serving a prediction: `ai_model_get` (its permission check is
-    predict's: no guardian check follows) with the active version and its dataset prefetched."""
-    model = ai_model_get(user, name)
-    prefetch_related_objects(
-        [model],
-        Prefetch(
-            "versions",
-            queryset=ModelVersion.objects.filter(status=VersionStatus.ACTIVE).select_related("dataset"),
-            to_attr="active_versions",
-        ),
+    """A model the user may view, for serving a prediction, with its active version (and that
+    version's dataset) loaded: one query when the model has an active version (the version row
+    brings its model), then the permission check (the only one predict makes)."""
+    active = (
+        ModelVersion.objects.select_related("model__owner", "model__default_dataset", "dataset")
+        .filter(model__name=name, status=VersionStatus.ACTIVE)
+        .first()
     )
+    if active is None:  # no active version (409), or no such model (404): the plain lookup says which
+        model = ai_model_get(user, name)
+        model.active_versions = []  # type: ignore[attr-defined]
+        return model
+    model = active.model
+    if not can_view_model(user, model):
+        raise NotFound(f"AI model '{name}' not found.")
+    model.active_versions = [active]  # type: ignore[attr-defined]
     return model
 
 
