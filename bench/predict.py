@@ -189,17 +189,16 @@ steps = [('python interpreter', rss())]
 import django; django.setup(); steps.append(('django.setup() (settings, apps, models)', rss()))
 from techanal.asgi import application; import models_mgmt.api.urls, techanal.urls
 steps.append(('ASGI app + URLconf (DRF, channels, guardian, simplejwt, spectacular)', rss()))
+import uvicorn, uvloop, httptools; steps.append(('uvicorn, uvloop, httptools (the server)', rss()))
 import numpy; steps.append(('numpy', rss()))
-import pandas; steps.append(('pandas', rss()))
-import scipy.stats; steps.append(('scipy.stats (drift only; not on the predict path)', rss()))
 import onnxruntime; steps.append(('onnxruntime import', rss()))
 from models_mgmt.monitoring import serving
-from models_mgmt.engine.bars import load_builtin
 served = serving.session_for(1, 'v', 'c', sys.argv[1])
 steps.append(('one ONNX InferenceSession', rss()))
-row = serving.feature_row(load_builtin('sp500').iloc[-100:])
+row = numpy.zeros(len(serving.FEATURE_NAMES))
 for _ in range(200): served.run(row[None, :])
-steps.append(('features (arch data load) + 200 inferences', rss()))
+steps.append(('200 inferences', rss()))
+steps.append(('(not here: pandas +32.6 MB, scipy.stats +55.9 MB -- no longer imported by predict)', rss()))
 print(json.dumps(steps))
 """
 

@@ -5,7 +5,8 @@ Run from the repository root (Redis must listen on 127.0.0.1:6379 for the "redis
     .venv/bin/python bench/progress_latency.py [--events 200] [--rate 20] [--clients 1,50]
                                                [--modes embedded,redis] [--redis-db 9]
 
-For each mode a real daphne (`techanal.asgi:application`) is started in its own process group on a
+For each mode a real web server (uvicorn serving `techanal.asgi:application` with bin/serve's flags;
+called "daphne" below and in the output, the first wave's server) is started in its own process group on a
 free 127.0.0.1 port, against one throwaway SQLite database (migrate + createcachetable) in a
 temporary folder:
 
@@ -62,7 +63,12 @@ from bench.figures import percentile  # noqa: E402 - after the path set-up above
 TARGET_P95_MS = 250.0
 HOST = "127.0.0.1"
 REDIS_PORT = 6379
-DAPHNE = ROOT / ".venv" / "bin" / "daphne"
+# The product's web server as bin/serve starts it (one process, as `make run`).
+WEB_SERVER = [
+    sys.executable, "-m", "uvicorn", "techanal.asgi:application", "--loop", "uvloop",
+    "--http", "techanal.http_server:ApiHttpToolsProtocol", "--ws", "websockets-sansio", "--lifespan", "off",
+    "--no-access-log",
+]  # fmt: skip
 GRACE_S = 10.0  # after the worker ends, how long clients may still wait for the last events
 
 
@@ -340,7 +346,7 @@ def daphne(env: dict[str, str], log_path: Path):
     port = free_port()
     log = log_path.open("ab")
     process = subprocess.Popen(  # noqa: S603 -- the project's own daphne
-        [str(DAPHNE), "-b", HOST, "-p", str(port), "techanal.asgi:application"],
+        [*WEB_SERVER, "--host", HOST, "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -5,7 +5,7 @@ gap-free `seq` per job (or per model, for model events such as activations and a
 to websockets then depends on the deployment:
 
 * with `REDIS_URL` the event is pushed through the channel layer on commit, across processes;
-* on the embedded default (in-memory channel layer, which does not cross processes) each daphne
+* on the embedded default (in-memory channel layer, which does not cross processes) each web
   process runs one relay that reads new rows from the database (see `relay.py`).
 
 Consumers deduplicate by `seq` and fill any gap from the table, so a reconnecting client loses

@@ -1,7 +1,7 @@
 """Delivers persisted progress events to this process's websockets when there is no Redis.
 
-The in-memory channel layer cannot carry a worker's events into daphne (another process), so on
-the embedded default each daphne process runs one relay: every RELAY_INTERVAL_S it reads the
+The in-memory channel layer cannot carry a worker's events into the web server (another process), so on
+the embedded default each web process runs one relay: every RELAY_INTERVAL_S it reads the
 events of the models its sockets follow (one indexed query, whatever the number of sockets) and
 hands them to the local groups. It reads a sliding window of recent rows and remembers what it
 forwarded, so a transaction that commits late is still delivered; consumers drop duplicates by
@@ -93,7 +93,7 @@ _relays: dict[int, EventRelay] = {}
 
 
 def relay_for_this_loop() -> EventRelay:
-    """One relay per event loop (daphne runs one; each test's communicator its own)."""
+    """One relay per event loop (a web process runs one; each test's communicator its own)."""
     loop = asyncio.get_running_loop()
     relay = _relays.get(id(loop))
     if relay is None:

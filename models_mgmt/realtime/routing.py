@@ -1,4 +1,4 @@
-"""Websocket routes served by daphne next to HTTP."""
+"""Websocket routes served by the ASGI server (uvicorn) next to HTTP."""
 
 from django.urls import re_path
 
