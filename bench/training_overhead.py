@@ -360,7 +360,7 @@ def report(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
     from models_mgmt.engine.spec import TrainingSpec
 
     body = {"epochs": args.epochs, "earlyStoppingPatience": 0, "dataset": "sp500"}
-    config = fixture.config(fixture.model("bench-job"), body)["config"]
+    config = fixture.config(fixture.model("bench-job"), body)["resolved"].config
     spec = TrainingSpec.from_config(config)  # the very spec the job path trains with
     bars = load_builtin("sp500")
     split = spec.split(bars)
