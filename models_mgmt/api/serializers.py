@@ -23,7 +23,13 @@ from models_mgmt.models.dataset import dataset_name_validator
 from models_mgmt.monitoring.serving import LOOKBACK_BARS
 from models_mgmt.permissions import model_perms_of
 from models_mgmt.selectors import active_version_of, live_job_of
-from models_mgmt.services.training_config import BOUNDS, TYPE_MESSAGES, range_message, training_config_resolve
+from models_mgmt.services.training_config import (
+    BOUNDS,
+    EVALUATIONS,
+    TYPE_MESSAGES,
+    range_message,
+    training_config_resolve,
+)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -276,6 +282,13 @@ class FineTuningConfigSerializer(StrictSerializer):
     earlyStoppingPatience = config_number("earlyStoppingPatience")
     activationPolicy = serializers.ChoiceField(choices=ActivationPolicy.values, required=False)
     hyperparameters = serializers.DictField(required=False)
+    evaluation = serializers.ChoiceField(
+        choices=EVALUATIONS,
+        required=False,
+        help_text="validation (default): scored on the last validationSplit window; walk_forward: also on "
+        "walkForwardFolds purged chronological folds before it, reported on the version",
+    )
+    walkForwardFolds = config_number("walkForwardFolds", help_text="folds of a walk_forward evaluation; default 4")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -214,7 +214,50 @@ def version_view(version: ModelVersion, can_activate: bool) -> dict[str, Any]:
         "job_id": lineage.get("jobId"),
         "code_revision": lineage.get("codeRevision"),
         "checksum": (version.checksum or "")[:12],
+        "walk_forward": walk_forward_view(metadata.get("walkForward")),
         "can_activate": can_activate and version.status in ACTIVATABLE,
+    }
+
+
+def _mean_sd(mean: Any, sd: Any) -> str:
+    m, s = _number(mean), _number(sd)
+    return "—" if m is None else f"{m * 100:.1f} % ± {(s or 0.0) * 100:.1f} pt"
+
+
+def walk_forward_view(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A walk-forward report (engine/walk_forward.py) as the Versions tab shows it: per metric the
+    folds' mean ± sd beside the mean baseline and the edge; per fold its test window and scores."""
+    if not report:
+        return None
+    rows = []
+    for key, label in TASK_METRICS[1:]:
+        edge_value = _number((report.get("edge") or {}).get(key))
+        rows.append(
+            {
+                "label": label,
+                "mean": _mean_sd((report.get("mean") or {}).get(key), (report.get("sd") or {}).get(key)),
+                "baseline": pct((report.get("baselineMean") or {}).get(key)),
+                "edge": "" if edge_value is None else f"{edge_value * 100:+.1f} pt",
+                "trend": _trend(edge_value),
+            }
+        )
+    folds = [
+        {
+            "fold": fold.get("fold"),
+            "test_window": " to ".join(fold.get("testWindow") or []),
+            "train_samples": fold.get("trainSamples"),
+            **versus(
+                (fold.get("metrics") or {}).get("overallScore"), (fold.get("baselines") or {}).get("overallScore")
+            ),
+        }
+        for fold in report.get("folds") or []
+    ]
+    return {
+        "count": report.get("foldCount", len(folds)),
+        "purge": report.get("purgeBars"),
+        "holdout": " to ".join(report.get("holdoutWindow") or []) or "—",
+        "rows": rows,
+        "folds": folds,
     }
 
 

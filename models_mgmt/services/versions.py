@@ -190,6 +190,8 @@ def model_version_register(
             },
             **({"activeVersionOnWindow": rival} if rival else {}),
             **getattr(result, "extra_metadata", {}),
+            # evaluation "walk_forward": the purged folds' report (engine/walk_forward.py)
+            **({"walkForward": result.walk_forward} if getattr(result, "walk_forward", None) else {}),
         },
         artifact_path=str(target),
         checksum=result.checksum or "",

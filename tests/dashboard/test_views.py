@@ -120,6 +120,41 @@ def test_metrics_are_shown_beside_their_baselines(model):
     assert "60.0 %" in html and "50.0 %" in html and "+10.0 pt" in html
 
 
+def test_a_walk_forward_report_is_shown_with_mean_sd_and_edge(model):
+    version = model.versions.get(version="v1.1.0")
+    keys = ("patternRecognition", "signalAccuracy", "riskAssessment", "overallScore")
+    fold = {
+        "fold": 1,
+        "testWindow": ["2019-01-02", "2019-12-31"],
+        "trainSamples": 900,
+        "metrics": dict.fromkeys(keys, 0.55),
+        "baselines": dict.fromkeys(keys, 0.5),
+    }
+    version.metadata = {
+        **version.metadata,
+        "walkForward": {
+            "foldCount": 3,
+            "purgeBars": 5,
+            "holdoutWindow": ["2020-01-02", "2020-12-31"],
+            "folds": [fold],
+            "mean": dict.fromkeys(keys, 0.55),
+            "sd": dict.fromkeys(keys, 0.02),
+            "baselineMean": dict.fromkeys(keys, 0.5),
+            "edge": dict.fromkeys(keys, 0.05),
+        },
+    }
+    version.save()
+    html = signed_in(Role.VIEWER, model).get("/model-management/versions/", {"model": model.name}).content.decode()
+    assert 'data-role="walk-forward"' in html and "3 purged folds (5 bars)" in html
+    assert "55.0 % ± 2.0 pt" in html and "+5.0 pt" in html and "2019-01-02 to 2019-12-31" in html
+    assert html.count('data-role="walk-forward"') == 1  # v1.0.0 has no report
+
+
+def test_the_fine_tune_form_offers_walk_forward(model):
+    html = signed_in(Role.TRAINER, model).get("/model-management/fine-tuning/", {"model": model.name}).content.decode()
+    assert 'name="evaluation"' in html and 'value="walk_forward"' in html and 'name="walkForwardFolds"' in html
+
+
 def test_models_not_shared_with_the_user_do_not_appear(model):
     hidden = AIModelFactory(name="secret-model")
     client = signed_in(Role.VIEWER, model)
