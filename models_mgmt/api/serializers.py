@@ -14,15 +14,26 @@ from rest_framework import serializers
 
 from models_mgmt.choices import ActivationPolicy, Role
 from models_mgmt.engine import timeframes
-from models_mgmt.engine.families import FAMILIES
+from models_mgmt.engine.families import FAMILIES, MULTITASK_MLP
+from models_mgmt.engine.search import SAMPLERS, space_check
 from models_mgmt.errors import InvalidInput
-from models_mgmt.models import AIModel, AuditEvent, Dataset, ModelVersion, TrainingEpoch, TrainingJob
+from models_mgmt.models import (
+    AIModel,
+    AuditEvent,
+    Dataset,
+    ModelVersion,
+    Study,
+    StudyTrial,
+    TrainingEpoch,
+    TrainingJob,
+)
 from models_mgmt.models.ai_model import model_name_validator
 from models_mgmt.models.base_model import base_model_name_validator, ollama_tag_validator
 from models_mgmt.models.dataset import dataset_name_validator
 from models_mgmt.monitoring.serving import LOOKBACK_BARS
 from models_mgmt.permissions import model_perms_of
 from models_mgmt.selectors import active_version_of, live_job_of
+from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS
 from models_mgmt.services.training_config import (
     BOUNDS,
     EVALUATIONS,
@@ -574,3 +585,84 @@ class BaseModelRegisterSerializer(StrictSerializer):
     path = serializers.CharField(max_length=500, help_text="absolute directory on the server (Hugging Face format)")
     ollamaTag = serializers.CharField(max_length=200, validators=[ollama_tag_validator])
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+# --- Studies (hyperparameter search) -------------------------------------------------------------
+
+
+class StudyStartSerializer(StrictSerializer):
+    """A search space, how many trials and how, and the (partial) FineTuningConfig trials start from."""
+
+    space = serializers.DictField(
+        help_text='tunable field -> {"choices": [...]} or {"low": a, "high": b, "log": bool, "step": int}'
+    )
+    nTrials = ConfigIntegerField(min_value=1, max_value=MAX_STUDY_TRIALS, required=False, default=20)
+    parallelism = ConfigIntegerField(min_value=1, max_value=MAX_STUDY_PARALLELISM, required=False, default=1)
+    sampler = serializers.ChoiceField(choices=SAMPLERS, required=False, default="tpe")
+    pruning = serializers.BooleanField(required=False, default=True)
+    config = serializers.DictField(required=False, default=dict, help_text="a partial FineTuningConfig")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        model = self.context["model"]
+        errors: dict[str, Any] = {}
+        if model.family != MULTITASK_MLP.name:
+            errors["space"] = [f"studies are offered for the {MULTITASK_MLP.name} family only"]
+        else:
+            space_errors = space_check(attrs["space"], model.family)
+            if space_errors:
+                errors["space"] = space_errors
+        config = FineTuningConfigSerializer(data=attrs.get("config") or {}, context={"model": model})
+        if not config.is_valid():
+            errors["config"] = config.errors
+        if errors:
+            raise serializers.ValidationError(errors)
+        attrs["resolved"] = config.validated_data["resolved"]
+        return attrs
+
+
+class StudyTrialSerializer(serializers.ModelSerializer):
+    jobId = serializers.IntegerField(source="job_id")
+    jobStatus = serializers.CharField(source="job.status")
+    foldScores = serializers.JSONField(source="fold_scores")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    durationS = serializers.SerializerMethodField()
+
+    class Meta:
+        model = StudyTrial
+        fields = [
+            "number", "state", "params", "foldScores", "value", "jobId", "jobStatus", "startedAt", "finishedAt",
+            "durationS",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_durationS(self, trial: StudyTrial) -> float | None:
+        if trial.started_at is None or trial.finished_at is None:
+            return None
+        return round((trial.finished_at - trial.started_at).total_seconds(), 3)
+
+
+class StudySerializer(serializers.ModelSerializer):
+    modelName = serializers.CharField(source="model.name")
+    dataset = serializers.CharField(source="dataset.name")
+    nTrials = serializers.IntegerField(source="n_trials")
+    finalJob = serializers.IntegerField(source="final_job_id", allow_null=True)
+    createdBy = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    createdAt = serializers.DateTimeField(source="created_at")
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+
+    class Meta:
+        model = Study
+        fields = [
+            "id", "modelName", "dataset", "status", "space", "config", "nTrials", "parallelism", "sampler",
+            "pruning", "best", "holdout", "finalJob", "error", "createdBy", "createdAt", "finishedAt",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class StudyDetailSerializer(StudySerializer):
+    trials = StudyTrialSerializer(many=True, read_only=True)
+
+    class Meta(StudySerializer.Meta):
+        fields = [*StudySerializer.Meta.fields, "trials"]
+        read_only_fields = fields
