@@ -332,13 +332,15 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     startTime = serializers.DateTimeField(source="started_at", allow_null=True)
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
     heartbeatAt = serializers.DateTimeField(source="heartbeat_at", allow_null=True)
+    study = serializers.IntegerField(source="study_id", allow_null=True, help_text="the study of a trial or final run")
+    studyRole = serializers.CharField(source="study_role", help_text='"" (a fine-tune), "trial" or "final"')
 
     class Meta:
         model = TrainingJob
         fields = [
             "id", "modelName", "status", "progress", "epoch", "totalEpochs", "step", "config", "dataset",
             "baseVersion", "version", "error", "errorCode", "attempts", "createdBy", "createdAt", "startTime",
-            "finishedAt", "heartbeatAt",
+            "finishedAt", "heartbeatAt", "study", "studyRole",
         ]  # fmt: skip
         read_only_fields = fields
 

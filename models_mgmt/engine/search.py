@@ -45,6 +45,13 @@ CONFIG_PARAMS: dict[str, tuple[str, Param]] = {
 }
 TUNABLE_HYPERPARAMETERS = ("hiddenSizes", "dropout", "weightDecay")
 SAMPLERS = ("tpe", "random")
+# What the CLI and the dashboard offer when nothing else is asked: how a network learns, not the task.
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "learningRate": {"low": 1e-4, "high": 1e-2, "log": True},
+    "dropout": {"low": 0.0, "high": 0.5},
+    "weightDecay": {"low": 1e-6, "high": 1e-2, "log": True},
+    "hiddenSizes": {"choices": [[32], [64, 32], [128, 64]]},
+}
 MAX_CHOICES = 32
 
 

@@ -181,7 +181,12 @@ def _end(study: Study, status: str, error: str = "") -> None:
 def study_advance(study_id: int) -> Study | None:
     """Move a live study on: close trials whose job ended, keep `parallelism` trials live, queue the
     best config on the whole window once every trial ended, and finish when that job ends."""
-    study = Study.objects.select_for_update().select_related("model", "final_job__version").filter(pk=study_id).first()
+    study = (
+        Study.objects.select_for_update(of=("self",))
+        .select_related("model", "final_job__version")
+        .filter(pk=study_id)
+        .first()
+    )
     if study is None or study.status not in LIVE_STUDY_STATUSES:
         return study
     # A trial whose job ended without the worker recording it (lost worker, stop while queued) is FAIL.

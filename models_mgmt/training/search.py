@@ -42,7 +42,7 @@ def optuna_storage() -> Any:
     import optuna  # heavy: the search runs in the training worker only
     from optuna.storages.journal import JournalFileBackend  # heavy: the search runs in the worker only
 
-    db = settings.DATABASES["default"]
+    db = connection.settings_dict  # the database this process really uses (a test database in tests)
     if "postgresql" in db["ENGINE"]:
         from sqlalchemy.engine import URL  # heavy: the search runs in the training worker only
 
