@@ -657,7 +657,7 @@ class StudySerializer(serializers.ModelSerializer):
         model = Study
         fields = [
             "id", "modelName", "dataset", "status", "space", "config", "nTrials", "parallelism", "sampler",
-            "pruning", "best", "holdout", "finalJob", "error", "createdBy", "createdAt", "finishedAt",
+            "pruning", "best", "holdout", "importance", "finalJob", "error", "createdBy", "createdAt", "finishedAt",
         ]  # fmt: skip
         read_only_fields = fields
 

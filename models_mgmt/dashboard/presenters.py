@@ -5,6 +5,7 @@ nothing is invented: a missing value is shown as missing."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from django.conf import settings
@@ -12,8 +13,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from models_mgmt import selectors
-from models_mgmt.choices import LIVE_JOB_STATUSES, VersionStatus
-from models_mgmt.engine.families import FAMILIES
+from models_mgmt.choices import LIVE_JOB_STATUSES, LIVE_STUDY_STATUSES, VersionStatus
+from models_mgmt.engine.families import FAMILIES, MULTITASK_MLP
+from models_mgmt.engine.search import DEFAULT_SPACE, SAMPLERS, tunable
 from models_mgmt.models import AIModel, ModelVersion
 from models_mgmt.monitoring.live import serving_latency
 from models_mgmt.permissions import UserLike, model_perms_of
@@ -258,6 +260,20 @@ def walk_forward_view(report: dict[str, Any] | None) -> dict[str, Any] | None:
         "holdout": " to ".join(report.get("holdoutWindow") or []) or "—",
         "rows": rows,
         "folds": folds,
+    }
+
+
+def search_view(user: UserLike, model: AIModel | None) -> dict[str, Any] | None:
+    """The Search section: the default space to start from and the model's latest study (if any)."""
+    if model is None or model.family != MULTITASK_MLP.name:
+        return None
+    latest = selectors.study_list(user, model.name).first()
+    return {
+        "default_space": json.dumps(DEFAULT_SPACE, indent=2),
+        "tunable": ", ".join(tunable(model.family)),
+        "samplers": SAMPLERS,
+        "study_id": latest.pk if latest else "",
+        "study_live": bool(latest and latest.status in LIVE_STUDY_STATUSES),
     }
 
 

@@ -135,8 +135,7 @@ def suggest(trial: Any, space: dict[str, Any], family_name: str) -> dict[str, An
         if "choices" in dimension:
             # Optuna's categorical values must be scalars: a layer list is offered as its JSON.
             options = [json.dumps(v) if isinstance(v, list) else v for v in dimension["choices"]]
-            value = trial.suggest_categorical(key, options)
-            params[key] = json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+            params[key] = trial.suggest_categorical(key, options)
         elif allowed[key][1].kind is int:
             step, log = dimension.get("step") or 1, dimension.get("log", False)
             params[key] = trial.suggest_int(key, dimension["low"], dimension["high"], step=step, log=log)
@@ -144,7 +143,15 @@ def suggest(trial: Any, space: dict[str, Any], family_name: str) -> dict[str, An
             params[key] = trial.suggest_float(
                 key, float(dimension["low"]), float(dimension["high"]), log=dimension.get("log", False)
             )
-    return params
+    return decode_params(params, space)
+
+
+def decode_params(raw: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as the config takes them: Optuna keeps a list choice as its JSON text."""
+    return {
+        key: json.loads(value) if isinstance(value, str) and "choices" in space.get(key, {}) else value
+        for key, value in raw.items()
+    }
 
 
 def apply_params(spec: TrainingSpec, params: dict[str, Any], family_name: str) -> TrainingSpec:

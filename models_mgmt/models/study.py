@@ -26,6 +26,9 @@ class Study(models.Model):
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     best = models.JSONField(default=dict, blank=True, help_text="trialNumber, params, cvScore (walk-forward objective)")
     holdout = models.JSONField(default=dict, blank=True, help_text="the final version's scores on the holdout")
+    importance = models.JSONField(
+        default=dict, blank=True, help_text="parameter -> importance (Optuna's PED-ANOVA), once enough trials completed"
+    )
     final_job = models.OneToOneField(
         "models_mgmt.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -154,6 +154,11 @@ def study_trial_record(*, job_id: int, **fields: Any) -> None:
     StudyTrial.objects.filter(job_id=job_id).update(**fields)
 
 
+def study_importance_record(*, study_id: int, importance: dict[str, float]) -> None:
+    """The worker's latest parameter importances (a derived figure, not a state change: not audited)."""
+    Study.objects.filter(pk=study_id).update(importance=importance)
+
+
 def _best_of(study: Study) -> StudyTrial | None:
     return study.trials.filter(state=TrialState.COMPLETE, value__isnull=False).order_by("-value", "number").first()
 

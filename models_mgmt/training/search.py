@@ -29,7 +29,7 @@ from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.models import StudyTrial, TrainingJob
-from models_mgmt.services.studies import study_trial_record
+from models_mgmt.services.studies import study_importance_record, study_trial_record
 from models_mgmt.services.training_jobs import training_job_finish
 
 from .progress import JobProgress
@@ -91,11 +91,33 @@ def _fail_recorded_losses(study: Any, study_row: Any) -> None:
         study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
+MIN_TRIALS_FOR_IMPORTANCE = 5
+
+
+def _record_importance(study: Any, study_id: int) -> None:
+    """Each parameter's share of the objective's variation, once enough trials completed.
+
+    PED-ANOVA (Optuna's own, no scikit-learn) compares the best quantile of trials with all of them."""
+    import optuna  # heavy: the search runs in the training worker only
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return
+    try:
+        importance = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+        )
+    except Exception:  # too little variation, or a single value: no importance to show
+        logger.info("no parameter importance for study %s yet", study_id, exc_info=True)
+        return
+    study_importance_record(study_id=study_id, importance={k: round(float(v), 6) for k, v in importance.items()})
+
+
 def trial_run(job: TrainingJob, progress: JobProgress) -> str:
     """Run the trial of a claimed trial job to one outcome; the job's final status."""
     import optuna  # heavy: the search runs in the training worker only
 
-    from models_mgmt.engine.search import trial_evaluate  # heavy: trains networks (torch)
+    from models_mgmt.engine.search import decode_params, trial_evaluate  # heavy: trains networks (torch)
 
     study_row = job.study
     assert study_row is not None
@@ -119,7 +141,7 @@ def trial_run(job: TrainingJob, progress: JobProgress) -> str:
 
     def on_fold(fold: dict[str, Any]) -> None:
         folds.append(fold["edge"]["overallScore"])
-        study_trial_record(job_id=job.pk, fold_scores=list(folds), params=trial.params)
+        study_trial_record(job_id=job.pk, fold_scores=list(folds), params=decode_params(trial.params, study_row.space))
         progress.on_phase("evaluating")
 
     state, value, report, status, error = TrialState.FAIL, None, None, JobStatus.FAILED, ""
@@ -162,11 +184,13 @@ def trial_run(job: TrainingJob, progress: JobProgress) -> str:
         job_id=job.pk,
         state=state,
         value=value,
-        params=trial.params,
+        params=decode_params(trial.params, study_row.space),
         fold_scores=folds,
         report={k: v for k, v in (report or {}).items() if k != "params"},
         finished_at=timezone.now(),
     )
+    if state == TrialState.COMPLETE:
+        _record_importance(study, study_row.pk)
     progress.close()  # the last progress event goes out before the terminal status
     if progress.taken_over.is_set():
         return "abandoned"

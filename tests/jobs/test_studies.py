@@ -76,13 +76,18 @@ def test_a_study_runs_trials_as_jobs_then_registers_the_best_with_its_lineage(ap
 
 
 def test_a_space_with_one_value_ends_with_that_value(api, model):
-    body = {"space": {"dropout": {"choices": [0.2]}}, "nTrials": 2, "config": CONFIG}
-    study = Study.objects.get(pk=start(api, model.owner, model, body).data["id"])
+    # hiddenSizes: a list choice travels through Optuna as JSON text and must come back a list.
+    space = {"dropout": {"choices": [0.2]}, "hiddenSizes": {"choices": [[24, 12]]}}
+    study = Study.objects.get(
+        pk=start(api, model.owner, model, {"space": space, "nTrials": 2, "config": CONFIG}).data["id"]
+    )
     run_queued(study)
     study.refresh_from_db()
     assert study.status == StudyStatus.FINISHED, study.error
-    assert study.best["params"] == {"dropout": 0.2}
-    assert study.final_job.config["hyperparameters"]["dropout"] == 0.2
+    assert study.best["params"] == {"dropout": 0.2, "hiddenSizes": [24, 12]}
+    assert all(t.params == study.best["params"] for t in StudyTrial.objects.filter(study=study))
+    hyper = study.final_job.config["hyperparameters"]
+    assert hyper["dropout"] == 0.2 and hyper["hiddenSizes"] == [24, 12]
 
 
 def test_a_lost_worker_fails_its_trial_and_the_next_trial_runs(api, model, settings):
@@ -106,6 +111,18 @@ def test_a_lost_worker_fails_its_trial_and_the_next_trial_runs(api, model, setti
     assert StudyTrial.objects.get(job=nxt).state == TrialState.COMPLETE
     study.refresh_from_db()
     assert study.status == StudyStatus.FINISHED
+
+
+def test_parameter_importance_appears_once_enough_trials_completed(api, model):
+    space = {"dropout": {"low": 0.0, "high": 0.5}, "learningRate": {"choices": [1e-7, 1e-2]}}
+    body = {"space": space, "nTrials": 5, "pruning": False, "config": {**CONFIG, "epochs": 1}}
+    study = Study.objects.get(pk=start(api, model.owner, model, body).data["id"])
+    run_queued(study)
+    study.refresh_from_db()
+    assert study.status == StudyStatus.FINISHED, study.error
+    assert set(study.importance) <= {"dropout", "learningRate"} and study.importance
+    shown = api(model.owner).get(f"/api/model-management/studies/{study.pk}").data
+    assert shown["importance"] == study.importance
 
 
 def test_stopping_a_study_stops_its_queued_trials(api, model):
