@@ -56,9 +56,13 @@ def optuna_storage() -> Any:
         )
         with connection.cursor() as cursor:
             cursor.execute("CREATE SCHEMA IF NOT EXISTS optuna")
+        from sqlalchemy.pool import NullPool  # heavy: the search runs in the training worker only
+
+        # NullPool: no connection outlives a storage call, so a long-lived worker keeps none open
+        # between trials (and a test database can be dropped).
         return optuna.storages.RDBStorage(
             url.render_as_string(hide_password=False),
-            engine_kwargs={"connect_args": {"options": "-c search_path=optuna"}},
+            engine_kwargs={"poolclass": NullPool, "connect_args": {"options": "-c search_path=optuna"}},
         )
     path = Path(settings.OPTUNA_JOURNAL_PATH)
     path.parent.mkdir(parents=True, exist_ok=True)

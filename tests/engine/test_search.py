@@ -142,3 +142,17 @@ def test_the_web_process_can_check_a_space_without_heavy_imports():
         "assert not heavy, f'{heavy} imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_clearly_weak_trial_is_pruned_after_its_first_fold():
+    bars = trending_bars()
+    space = {"learningRate": {"choices": [1e-7, 1e-2]}}
+    study = optuna.create_study(direction="maximize", sampler=sampler("tpe", seed=0), pruner=pruner(True))
+    for rate in (1e-2, 1e-2, 1e-7):
+        study.enqueue_trial({"learningRate": rate})
+    study.optimize(
+        lambda trial: trial_evaluate(trial, SPEC, bars, space=space, family_name=FAMILY)["objective"], n_trials=3
+    )
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.PRUNED]
+    assert list(study.trials[2].intermediate_values) == [1]  # stopped after fold 1 of 2

@@ -7,10 +7,10 @@ import signal
 
 import optuna
 import pytest
-from django.conf import settings
 
 from models_mgmt.choices import JobStatus, StudyStatus, TrialState
 from models_mgmt.models import Study, StudyTrial, TrainingJob
+from models_mgmt.training.search import optuna_storage
 
 from .conftest import wait_for
 
@@ -56,9 +56,7 @@ def test_killing_a_trials_worker_fails_that_trial_and_the_next_trials_run(cluste
     assert study.status == StudyStatus.FINISHED, study.error
     assert study.best["trialNumber"] == others[0].number
     # Optuna itself holds the lost trial as FAIL (told by the next trial's worker), none left RUNNING.
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(settings.OPTUNA_JOURNAL_PATH))
-    )
+    storage = optuna_storage()  # the journal file on SQLite, the RDB storage on PostgreSQL
     states = {t.number: t.state for t in optuna.load_study(study_name=study.optuna_name, storage=storage).trials}
     assert states[trials[first.pk].number] == optuna.trial.TrialState.FAIL
     assert optuna.trial.TrialState.RUNNING not in states.values()
