@@ -37,6 +37,19 @@ from .progress import JobProgress
 logger = logging.getLogger(__name__)
 
 
+OPTUNA_SETUP_LOCK = 0x7EC4A4A1  # pg_advisory_lock key: "TechAnal's Optuna set-up"
+
+
+def _rdb_storage(optuna: Any, url: str) -> Any:
+    from sqlalchemy.pool import NullPool  # heavy: the search runs in the training worker only
+
+    # NullPool: no connection outlives a storage call, so a long-lived worker keeps none open
+    # between trials (and a test database can be dropped).
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs={"poolclass": NullPool, "connect_args": {"options": "-c search_path=optuna"}}
+    )
+
+
 def optuna_storage() -> Any:
     """PostgreSQL: Optuna's RDB storage on the product's database; SQLite: a journal file."""
     import optuna  # heavy: the search runs in the training worker only
@@ -55,15 +68,15 @@ def optuna_storage() -> Any:
             database=db["NAME"],
         )
         with connection.cursor() as cursor:
-            cursor.execute("CREATE SCHEMA IF NOT EXISTS optuna")
-        from sqlalchemy.pool import NullPool  # heavy: the search runs in the training worker only
-
-        # NullPool: no connection outlives a storage call, so a long-lived worker keeps none open
-        # between trials (and a test database can be dropped).
-        return optuna.storages.RDBStorage(
-            url.render_as_string(hide_password=False),
-            engine_kwargs={"poolclass": NullPool, "connect_args": {"options": "-c search_path=optuna"}},
-        )
+            # Two workers starting their first trials at once would race to create the schema and
+            # Optuna's tables (CREATE ... IF NOT EXISTS is not safe under concurrency in PostgreSQL):
+            # a session-level advisory lock makes the set-up one at a time.
+            cursor.execute("SELECT pg_advisory_lock(%s)", [OPTUNA_SETUP_LOCK])
+            try:
+                cursor.execute("CREATE SCHEMA IF NOT EXISTS optuna")
+                return _rdb_storage(optuna, url.render_as_string(hide_password=False))
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [OPTUNA_SETUP_LOCK])
     path = Path(settings.OPTUNA_JOURNAL_PATH)
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
@@ -126,7 +139,15 @@ def trial_run(job: TrainingJob, progress: JobProgress) -> str:
     study_row = job.study
     assert study_row is not None
     trial_row = StudyTrial.objects.get(job=job)
-    study = _load(study_row, seed=job.pk)
+    try:
+        study = _load(study_row, seed=job.pk)
+    except Exception as exc:  # the storage cannot be reached or set up: this trial fails, the study goes on
+        logger.exception("trial job %s could not open the study's storage", job.pk)
+        study_trial_record(job_id=job.pk, state=TrialState.FAIL, finished_at=timezone.now())
+        progress.close()
+        reason = f"the study's Optuna storage failed: {type(exc).__name__}: {exc}"[:2000]
+        training_job_finish(job.pk, JobStatus.FAILED, job.worker, error_code="training_error", error=reason)
+        return JobStatus.FAILED
     if trial_row.number is not None:
         # Asked before by a worker that was lost mid-trial: that trial ends FAIL, the study goes on.
         study.tell(trial_row.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)

@@ -8,9 +8,13 @@ import signal
 import optuna
 import pytest
 
-from models_mgmt.choices import JobStatus, StudyStatus, TrialState
+from models_mgmt.choices import JobStatus, Role, StudyStatus, TrialState
 from models_mgmt.models import Study, StudyTrial, TrainingJob
+from models_mgmt.services import dataset_create_from_csv
 from models_mgmt.training.search import optuna_storage
+from tests.factories import UserFactory
+from tests.hourly import csv_of
+from tests.synthetic import trending_bars
 
 from .conftest import wait_for
 
@@ -24,6 +28,44 @@ SLOW_TRIAL = {
     "startDate": "2013-01-01",
     "walkForwardFolds": 2,
 }
+
+
+def _finished(study: Study):
+    def check():
+        study.refresh_from_db()
+        return study if study.status not in ("running", "stopping", "finalizing") else None
+
+    return check
+
+
+def test_two_workers_find_the_hyperparameter_that_clearly_matters(cluster, api, trainer_and_model):
+    """Synthetic trend regimes: a learning rate of 1e-7 learns nothing in 6 epochs, 1e-2 learns them."""
+    trainer, model = trainer_and_model
+    dataset_create_from_csv(
+        actor=UserFactory(role=Role.MAINTAINER),
+        name="trending",
+        symbol="SYN",
+        timeframe="1d",
+        description="synthetic 40-day trend regimes",
+        data=csv_of(trending_bars()),
+    )
+    config = {
+        "dataset": "trending",
+        "epochs": 6,
+        "earlyStoppingPatience": 0,
+        "walkForwardFolds": 2,
+        "hyperparameters": {"hiddenSizes": [16], "dropout": 0.0},
+    }
+    body = {"space": {"learningRate": {"choices": [1e-7, 1e-2]}}, "nTrials": 12, "parallelism": 2, "config": config}
+    response = api(trainer).post(f"/api/model-management/models/{model.name}/studies", body, format="json")
+    assert response.status_code == 202, response.data
+    study = wait_for(_finished(Study.objects.get(pk=response.data["id"])), 400, "the study to end", cluster.output)
+    assert study.status == StudyStatus.FINISHED, (study.error, cluster.output()[-3000:])
+    assert study.best["params"] == {"learningRate": 1e-2}
+    trials = StudyTrial.objects.filter(study=study).select_related("job")
+    assert trials.count() == 12 and not trials.filter(state=TrialState.FAIL).exists()
+    assert len({t.job.worker for t in trials}) == 2  # both worker processes ran trials
+    assert study.final_job.version.metadata["lineage"]["study"] == study.pk
 
 
 def test_killing_a_trials_worker_fails_that_trial_and_the_next_trials_run(cluster, api, trainer_and_model):
