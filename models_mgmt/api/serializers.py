@@ -602,6 +602,14 @@ class StudyStartSerializer(StrictSerializer):
     parallelism = ConfigIntegerField(min_value=1, max_value=MAX_STUDY_PARALLELISM, required=False, default=1)
     sampler = serializers.ChoiceField(choices=SAMPLERS, required=False, default="tpe")
     pruning = serializers.BooleanField(required=False, default=True)
+    timeBudgetS = ConfigIntegerField(
+        min_value=1,
+        max_value=30 * 24 * 3600,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="seconds; no trial starts after it, the best so far is trained",
+    )
     config = serializers.DictField(required=False, default=dict, help_text="a partial FineTuningConfig")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -648,6 +656,7 @@ class StudySerializer(serializers.ModelSerializer):
     modelName = serializers.CharField(source="model.name")
     dataset = serializers.CharField(source="dataset.name")
     nTrials = serializers.IntegerField(source="n_trials")
+    timeBudgetS = serializers.IntegerField(source="time_budget_s", allow_null=True)
     finalJob = serializers.IntegerField(source="final_job_id", allow_null=True)
     createdBy = serializers.CharField(source="created_by.username", allow_null=True, default=None)
     createdAt = serializers.DateTimeField(source="created_at")
@@ -657,7 +666,8 @@ class StudySerializer(serializers.ModelSerializer):
         model = Study
         fields = [
             "id", "modelName", "dataset", "status", "space", "config", "nTrials", "parallelism", "sampler",
-            "pruning", "best", "holdout", "importance", "finalJob", "error", "createdBy", "createdAt", "finishedAt",
+            "pruning", "timeBudgetS", "best", "holdout", "importance", "finalJob", "error", "createdBy", "createdAt",
+            "finishedAt",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -22,6 +22,9 @@ class Study(models.Model):
     parallelism = models.PositiveIntegerField(default=1)
     sampler = models.CharField(max_length=16, default="tpe")
     pruning = models.BooleanField(default=True)
+    time_budget_s = models.PositiveIntegerField(
+        null=True, blank=True, help_text="no new trial starts after this many seconds; the best so far is trained"
+    )
     # Names the study in Optuna's storage: unique even if ids are reused after a reset.
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     best = models.JSONField(default=dict, blank=True, help_text="trialNumber, params, cvScore (walk-forward objective)")

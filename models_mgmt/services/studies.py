@@ -13,6 +13,7 @@ version is the study's outcome; its validation window is the holdout no trial sa
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from typing import Any
 
@@ -83,6 +84,7 @@ def study_start(
     parallelism: int,
     sampler: str,
     pruning: bool,
+    time_budget_s: int | None = None,
 ) -> Study:
     """Create a running study and queue its first `parallelism` trials (one live study per model)."""
     _require_training_enabled()
@@ -100,6 +102,7 @@ def study_start(
                 parallelism=min(parallelism, n_trials),
                 sampler=sampler,
                 pruning=pruning,
+                time_budget_s=time_budget_s,
             )
     except IntegrityError as exc:
         live = Study.objects.filter(model=model, status__in=LIVE_STUDY_STATUSES).first()
@@ -116,7 +119,13 @@ def study_start(
         action="study.started",
         obj=study,
         ai_model=model,
-        after={"space": space, "nTrials": n_trials, "parallelism": study.parallelism, "sampler": sampler},
+        after={
+            "space": space,
+            "nTrials": n_trials,
+            "parallelism": study.parallelism,
+            "sampler": sampler,
+            "timeBudgetS": time_budget_s,
+        },
     )
     return study
 
@@ -221,7 +230,10 @@ def study_advance(study_id: int) -> Study | None:
     trial_jobs = TrainingJob.objects.filter(study=study, study_role=StudyRole.TRIAL)
     live = trial_jobs.filter(status__in=LIVE_JOB_STATUSES).count()
     started = trial_jobs.count()
-    if study.status == StudyStatus.RUNNING:
+    over_budget = study.time_budget_s is not None and timezone.now() >= study.created_at + dt.timedelta(
+        seconds=study.time_budget_s
+    )
+    if study.status == StudyStatus.RUNNING and not over_budget:
         while live < study.parallelism and started < study.n_trials:
             _trial_job_create(study)
             live, started = live + 1, started + 1

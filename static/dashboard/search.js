@@ -145,6 +145,8 @@
         pruning: form.elements.pruning.checked,
         config: fineTuneConfig(),
       };
+      var budget = form.elements.timeBudgetS.value.trim();
+      if (budget !== "") body.timeBudgetS = Number(budget);
       startButton.disabled = true;
       TA.api(TA.modelPath(model) + "/studies", { method: "POST", body: body }).then(function (res) {
         if (!res.ok) {

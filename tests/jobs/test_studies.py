@@ -3,13 +3,14 @@ and registered with its lineage, a lost worker fails its trial only, and the API
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 
 import pytest
 import torch
 
 from models_mgmt.choices import JobStatus, Role, StudyRole, StudyStatus, TrialState
-from models_mgmt.models import AuditEvent, Study, StudyTrial, TrainingJob
+from models_mgmt.models import AuditEvent, ProgressEvent, Study, StudyTrial, TrainingJob
 from models_mgmt.services.studies import study_advance
 from models_mgmt.training.reaper import training_jobs_reap
 from models_mgmt.training.worker import training_job_execute
@@ -127,6 +128,30 @@ def test_parameter_importance_appears_once_enough_trials_completed(api, model):
     assert shown["importance"] == study.importance
 
 
+def test_a_spent_time_budget_starts_no_new_trial_and_trains_the_best(api, model):
+    body = {"space": {"dropout": {"low": 0.0, "high": 0.5}}, "nTrials": 5, "timeBudgetS": 60, "config": CONFIG}
+    response = start(api, model.owner, model, body)
+    assert response.status_code == 202 and response.data["timeBudgetS"] == 60
+    study = Study.objects.get(pk=response.data["id"])
+    Study.objects.filter(pk=study.pk).update(created_at=study.created_at - dt.timedelta(seconds=61))
+    run_queued(study)
+    study.refresh_from_db()
+    assert study.status == StudyStatus.FINISHED and study.trials.count() == 1  # only the trial started in time
+    assert study.final_job.version is not None
+
+
+def test_trial_jobs_are_on_the_feed_like_any_job(api, model):
+    body = {"space": {"dropout": {"choices": [0.1]}}, "nTrials": 1, "config": CONFIG}
+    study = Study.objects.get(pk=start(api, model.owner, model, body).data["id"])
+    run_queued(study)
+    trial_job = TrainingJob.objects.get(study=study, study_role=StudyRole.TRIAL)
+    statuses = [
+        p["status"]
+        for p in ProgressEvent.objects.filter(job_id=trial_job.pk, type="job.status").values_list("payload", flat=True)
+    ]
+    assert statuses[0] == "queued" and "running" in statuses and statuses[-1] == "succeeded"
+
+
 def test_stopping_a_study_stops_its_queued_trials(api, model):
     body = {"space": {"dropout": {"choices": [0.1, 0.2]}}, "nTrials": 4, "parallelism": 2, "config": CONFIG}
     study = Study.objects.get(pk=start(api, model.owner, model, body).data["id"])
@@ -136,6 +161,7 @@ def test_stopping_a_study_stops_its_queued_trials(api, model):
     assert study.status == StudyStatus.STOPPED  # no trial completed: nothing to train
     assert set(TrainingJob.objects.filter(study=study).values_list("status", flat=True)) == {JobStatus.STOPPED}
     assert api(model.owner).post(f"/api/model-management/studies/{study.pk}/stop").status_code == 409
+    assert AuditEvent.objects.filter(object_type="study", action="study.stop_requested").count() == 1
     assert study_advance(study.pk).status == StudyStatus.STOPPED  # terminal stays terminal
 
 
@@ -172,6 +198,7 @@ def test_permissions_viewer_reads_trainer_starts_stranger_sees_nothing(api, mode
         ({"space": {"dropout": {"choices": [0.1]}}, "nTrials": True}, "nTrials"),
         ({"space": {"dropout": {"choices": [0.1]}}, "parallelism": 9}, "parallelism"),
         ({"space": {"dropout": {"choices": [0.1]}}, "sampler": "grid"}, "sampler"),
+        ({"space": {"dropout": {"choices": [0.1]}}, "timeBudgetS": 0}, "timeBudgetS"),
         ({"space": {"dropout": {"choices": [0.1]}}, "trials": 3}, "trials"),
         ({"space": {"dropout": {"choices": [0.1]}}, "config": {"epochs": 0}}, "config"),
         ({"space": {"dropout": {"choices": [0.1]}}, "config": {"walkForwardFolds": 1}}, "config"),

@@ -37,6 +37,7 @@ class StudyListView(ModelScopedView):
             parallelism=body["parallelism"],
             sampler=body["sampler"],
             pruning=body["pruning"],
+            time_budget_s=body["timeBudgetS"],
         )
         return Response(
             StudyDetailSerializer(selectors.study_get(request.user, study.pk)).data, status=status.HTTP_202_ACCEPTED

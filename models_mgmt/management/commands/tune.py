@@ -46,6 +46,7 @@ class Command(BaseCommand):
         parser.add_argument("--parallelism", type=int, default=1, help=f"trials at once (1-{MAX_STUDY_PARALLELISM})")
         parser.add_argument("--sampler", choices=SAMPLERS, default="tpe")
         parser.add_argument("--no-pruning", action="store_true", help="score every fold of every trial")
+        parser.add_argument("--time-budget", type=int, dest="time_budget", help="seconds; no trial starts after")
         parser.add_argument("--space", type=json.loads, help=f"JSON search space; default {json.dumps(DEFAULT_SPACE)}")
         for option, (_, kind) in OPTIONS.items():
             if option != "evaluation":
@@ -81,6 +82,7 @@ class Command(BaseCommand):
                 parallelism=options["parallelism"],
                 sampler=options["sampler"],
                 pruning=not options["no_pruning"],
+                time_budget_s=options.get("time_budget"),
             )
         except services.InvalidInput as exc:
             raise CommandError(f"invalid config: {json.dumps(exc.fields)}") from exc
