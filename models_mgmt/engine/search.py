@@ -45,6 +45,8 @@ CONFIG_PARAMS: dict[str, tuple[str, Param]] = {
 }
 TUNABLE_HYPERPARAMETERS = ("hiddenSizes", "dropout", "weightDecay")
 SAMPLERS = ("tpe", "random")
+PRUNING_STARTUP_TRIALS = 5  # complete trials before any is pruned
+PRUNING_WARMUP_FOLDS = 2  # optuna's n_warmup_steps: a trial is judged from its second fold's report on
 # What the CLI and the dashboard offer when nothing else is asked: how a network learns, not the task.
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "learningRate": {"low": 1e-4, "high": 1e-2, "log": True},
@@ -178,8 +180,12 @@ def sampler(name: str, seed: int | None = None) -> Any:
 def pruner(enabled: bool) -> Any:
     import optuna  # heavy: the search runs in the training worker only
 
-    # Median rule over the folds scored so far, once two trials have finished all their folds.
-    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if enabled else optuna.pruners.NopPruner()
+    # The median rule on the running objective, from the second fold on and once PRUNING_STARTUP_TRIALS
+    # trials completed. The first fold trains on the least data and is the noisiest: pruning on it
+    # (with two finished trials to compare against) pruned 57 of 60 trials of a real S&P 500 study.
+    if not enabled:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNING_STARTUP_TRIALS, n_warmup_steps=PRUNING_WARMUP_FOLDS)
 
 
 def trial_evaluate(

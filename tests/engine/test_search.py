@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 import torch
 
-from models_mgmt.engine.search import apply_params, pruner, sampler, space_check, trial_evaluate
+from models_mgmt.engine.search import (
+    PRUNING_STARTUP_TRIALS,
+    apply_params,
+    pruner,
+    sampler,
+    space_check,
+    trial_evaluate,
+)
 from models_mgmt.engine.spec import TrainingSpec
 from tests.synthetic import trending_bars
 
@@ -118,15 +127,18 @@ def test_the_web_process_can_check_a_space_without_heavy_imports():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_clearly_weak_trial_is_pruned_after_its_first_fold():
+def test_a_clearly_weak_trial_is_pruned_after_its_second_fold():
     bars = trending_bars()
     space = {"learningRate": {"choices": [1e-7, 1e-2]}}
+    spec = dataclasses.replace(SPEC, walk_forward_folds=3, epochs=4)
     study = optuna.create_study(direction="maximize", sampler=sampler("tpe", seed=0), pruner=pruner(True))
-    for rate in (1e-2, 1e-2, 1e-7):
+    for rate in (1e-2,) * PRUNING_STARTUP_TRIALS + (1e-7,):
         study.enqueue_trial({"learningRate": rate})
     study.optimize(
-        lambda trial: trial_evaluate(trial, SPEC, bars, space=space, family_name=FAMILY)["objective"], n_trials=3
+        lambda trial: trial_evaluate(trial, spec, bars, space=space, family_name=FAMILY)["objective"],
+        n_trials=PRUNING_STARTUP_TRIALS + 1,
     )
     states = [t.state for t in study.trials]
-    assert states == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.PRUNED]
-    assert list(study.trials[2].intermediate_values) == [1]  # stopped after fold 1 of 2
+    assert states == [optuna.trial.TrialState.COMPLETE] * PRUNING_STARTUP_TRIALS + [optuna.trial.TrialState.PRUNED]
+    # never judged on the noisy first fold alone: stopped after fold 2 of 3
+    assert list(study.trials[-1].intermediate_values) == [1, 2]
