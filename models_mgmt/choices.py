@@ -20,6 +20,34 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class StudyStatus(models.TextChoices):
+    RUNNING = "running", "Running"  # trials are queued or running
+    STOPPING = "stopping", "Stopping"  # no new trial; the ones running finish, then the best is trained
+    FINALIZING = "finalizing", "Training the best"  # the best trial's config trains on the whole window
+    FINISHED = "finished", "Finished"
+    STOPPED = "stopped", "Stopped"  # stopped before any trial completed
+    FAILED = "failed", "Failed"
+
+
+LIVE_STUDY_STATUSES = (StudyStatus.RUNNING, StudyStatus.STOPPING, StudyStatus.FINALIZING)
+
+
+class TrialState(models.TextChoices):
+    """Optuna's trial states, as the study's page shows them."""
+
+    WAITING = "waiting", "Waiting"  # its job is queued; Optuna has not been asked yet
+    RUNNING = "running", "Running"
+    COMPLETE = "complete", "Complete"
+    PRUNED = "pruned", "Pruned"
+    FAIL = "fail", "Failed"
+
+
+class StudyRole(models.TextChoices):
+    NONE = "", "Fine-tune"
+    TRIAL = "trial", "Study trial"  # scored walk-forward; registers no version
+    FINAL = "final", "Study's best, on the whole window"
+
+
 class DatasetSource(models.TextChoices):
     BUILTIN = "builtin", "Built-in"
     UPLOAD = "upload", "Uploaded CSV"

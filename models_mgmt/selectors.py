@@ -15,7 +15,17 @@ from guardian.shortcuts import get_objects_for_user
 from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_VIEW, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.errors import NotFound
-from models_mgmt.models import AIModel, Alert, AuditEvent, Bar, BaseModel, Dataset, ModelVersion, TrainingJob
+from models_mgmt.models import (
+    AIModel,
+    Alert,
+    AuditEvent,
+    Bar,
+    BaseModel,
+    Dataset,
+    ModelVersion,
+    Study,
+    TrainingJob,
+)
 from models_mgmt.permissions import UserLike, can_view_model, has_global_perm
 
 if TYPE_CHECKING:
@@ -130,6 +140,24 @@ def training_job_latest(user: UserLike, model_name: str) -> TrainingJob:
     if job is None:
         raise NotFound(f"AI model '{model_name}' has no training job yet.")
     return job
+
+
+def study_list(user: UserLike, model_name: str) -> QuerySet[Study]:
+    model = ai_model_get(user, model_name)
+    return Study.objects.filter(model=model).select_related("model", "dataset", "created_by", "final_job")
+
+
+def study_get(user: UserLike, study_id: int) -> Study:
+    """A study of a model the user may view, with its trials (and their jobs)."""
+    study = (
+        Study.objects.filter(pk=study_id, model__in=ai_models_visible(user))
+        .select_related("model", "dataset", "created_by", "final_job__version")
+        .prefetch_related("trials__job")
+        .first()
+    )
+    if study is None:
+        raise NotFound(f"Study {study_id} not found.")
+    return study
 
 
 def dataset_list(user: UserLike) -> QuerySet[Dataset]:

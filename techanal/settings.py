@@ -105,6 +105,8 @@ TEMPLATES = [
 # An empty DATABASE_URL means the embedded default, like an unset one.
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'techanal.sqlite3'}"
 DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
+# Hyperparameter studies on SQLite: Optuna's journal file (on PostgreSQL: its RDB storage in schema `optuna`).
+OPTUNA_JOURNAL_PATH = Path(env.str("OPTUNA_JOURNAL_PATH", default=str(VAR_DIR / "optuna" / "journal.log")))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several writers (web processes, qcluster workers) share the file: WAL lets readers run beside a
     # writer, IMMEDIATE takes the write lock at BEGIN so two transactions never deadlock upgrading

@@ -16,16 +16,33 @@ from rest_framework.utils import html
 
 from models_mgmt.choices import ActivationPolicy, Role
 from models_mgmt.engine import timeframes
-from models_mgmt.engine.families import FAMILIES
+from models_mgmt.engine.families import FAMILIES, MULTITASK_MLP
+from models_mgmt.engine.search import SAMPLERS, space_check
 from models_mgmt.errors import InvalidInput
-from models_mgmt.models import AIModel, AuditEvent, Dataset, ModelVersion, TrainingEpoch, TrainingJob
+from models_mgmt.models import (
+    AIModel,
+    AuditEvent,
+    Dataset,
+    ModelVersion,
+    Study,
+    StudyTrial,
+    TrainingEpoch,
+    TrainingJob,
+)
 from models_mgmt.models.ai_model import model_name_validator
 from models_mgmt.models.base_model import base_model_name_validator, ollama_tag_validator
 from models_mgmt.models.dataset import dataset_name_validator
 from models_mgmt.monitoring.serving import LOOKBACK_BARS
 from models_mgmt.permissions import model_perms_of
 from models_mgmt.selectors import active_version_of, live_job_of
-from models_mgmt.services.training_config import BOUNDS, TYPE_MESSAGES, range_message, training_config_resolve
+from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS
+from models_mgmt.services.training_config import (
+    BOUNDS,
+    EVALUATIONS,
+    TYPE_MESSAGES,
+    range_message,
+    training_config_resolve,
+)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -278,6 +295,13 @@ class FineTuningConfigSerializer(StrictSerializer):
     earlyStoppingPatience = config_number("earlyStoppingPatience")
     activationPolicy = serializers.ChoiceField(choices=ActivationPolicy.values, required=False)
     hyperparameters = serializers.DictField(required=False)
+    evaluation = serializers.ChoiceField(
+        choices=EVALUATIONS,
+        required=False,
+        help_text="validation (default): scored on the last validationSplit window; walk_forward: also on "
+        "walkForwardFolds purged chronological folds before it, reported on the version",
+    )
+    walkForwardFolds = config_number("walkForwardFolds", help_text="folds of a walk_forward evaluation; default 4")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -310,13 +334,15 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     startTime = serializers.DateTimeField(source="started_at", allow_null=True)
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
     heartbeatAt = serializers.DateTimeField(source="heartbeat_at", allow_null=True)
+    study = serializers.IntegerField(source="study_id", allow_null=True, help_text="the study of a trial or final run")
+    studyRole = serializers.CharField(source="study_role", help_text='"" (a fine-tune), "trial" or "final"')
 
     class Meta:
         model = TrainingJob
         fields = [
             "id", "modelName", "status", "progress", "epoch", "totalEpochs", "step", "config", "dataset",
             "baseVersion", "version", "error", "errorCode", "attempts", "createdBy", "createdAt", "startTime",
-            "finishedAt", "heartbeatAt",
+            "finishedAt", "heartbeatAt", "study", "studyRole",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -644,3 +670,94 @@ class BaseModelRegisterSerializer(StrictSerializer):
     path = serializers.CharField(max_length=500, help_text="absolute directory on the server (Hugging Face format)")
     ollamaTag = serializers.CharField(max_length=200, validators=[ollama_tag_validator])
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+# --- Studies (hyperparameter search) -------------------------------------------------------------
+
+
+class StudyStartSerializer(StrictSerializer):
+    """A search space, how many trials and how, and the (partial) FineTuningConfig trials start from."""
+
+    space = serializers.DictField(
+        help_text='tunable field -> {"choices": [...]} or {"low": a, "high": b, "log": bool, "step": int}'
+    )
+    nTrials = ConfigIntegerField(min_value=1, max_value=MAX_STUDY_TRIALS, required=False, default=20)
+    parallelism = ConfigIntegerField(min_value=1, max_value=MAX_STUDY_PARALLELISM, required=False, default=1)
+    sampler = serializers.ChoiceField(choices=SAMPLERS, required=False, default="tpe")
+    pruning = serializers.BooleanField(required=False, default=True)
+    timeBudgetS = ConfigIntegerField(
+        min_value=1,
+        max_value=30 * 24 * 3600,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="seconds; no trial starts after it, the best so far is trained",
+    )
+    config = serializers.DictField(required=False, default=dict, help_text="a partial FineTuningConfig")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        model = self.context["model"]
+        errors: dict[str, Any] = {}
+        if model.family != MULTITASK_MLP.name:
+            errors["space"] = [f"studies are offered for the {MULTITASK_MLP.name} family only"]
+        else:
+            space_errors = space_check(attrs["space"], model.family)
+            if space_errors:
+                errors["space"] = space_errors
+        config = FineTuningConfigSerializer(data=attrs.get("config") or {}, context={"model": model})
+        if not config.is_valid():
+            errors["config"] = config.errors
+        if errors:
+            raise serializers.ValidationError(errors)
+        attrs["resolved"] = config.validated_data["resolved"]
+        return attrs
+
+
+class StudyTrialSerializer(serializers.ModelSerializer):
+    jobId = serializers.IntegerField(source="job_id")
+    jobStatus = serializers.CharField(source="job.status")
+    foldScores = serializers.JSONField(source="fold_scores")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    durationS = serializers.SerializerMethodField()
+
+    class Meta:
+        model = StudyTrial
+        fields = [
+            "number", "state", "params", "foldScores", "value", "jobId", "jobStatus", "startedAt", "finishedAt",
+            "durationS",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_durationS(self, trial: StudyTrial) -> float | None:
+        if trial.started_at is None or trial.finished_at is None:
+            return None
+        return round((trial.finished_at - trial.started_at).total_seconds(), 3)
+
+
+class StudySerializer(serializers.ModelSerializer):
+    modelName = serializers.CharField(source="model.name")
+    dataset = serializers.CharField(source="dataset.name")
+    nTrials = serializers.IntegerField(source="n_trials")
+    timeBudgetS = serializers.IntegerField(source="time_budget_s", allow_null=True)
+    finalJob = serializers.IntegerField(source="final_job_id", allow_null=True)
+    createdBy = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    createdAt = serializers.DateTimeField(source="created_at")
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+
+    class Meta:
+        model = Study
+        fields = [
+            "id", "modelName", "dataset", "status", "space", "config", "nTrials", "parallelism", "sampler",
+            "pruning", "timeBudgetS", "best", "holdout", "importance", "finalJob", "error", "createdBy", "createdAt",
+            "finishedAt",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class StudyDetailSerializer(StudySerializer):
+    trials = StudyTrialSerializer(many=True, read_only=True)
+
+    class Meta(StudySerializer.Meta):
+        fields = [*StudySerializer.Meta.fields, "trials"]
+        read_only_fields = fields

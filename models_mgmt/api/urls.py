@@ -18,6 +18,7 @@ from .views import (
     metrics,
     models,
     predictions,
+    studies,
     system,
     versions,
 )
@@ -54,6 +55,9 @@ urlpatterns = [
     route(rf"{MODEL}/fine-tune", fine_tune.FineTuneView, "fine-tune"),
     route(rf"{MODEL}/fine-tune/status", fine_tune.FineTuneStatusView, "fine-tune-status"),
     route(rf"{MODEL}/fine-tune/stop", fine_tune.FineTuneStopView, "fine-tune-stop"),
+    route(rf"{MODEL}/studies", studies.StudyListView, "study-list"),
+    route(r"^model-management/studies/(?P<study_id>[0-9]{1,18})", studies.StudyDetailView, "study-detail"),
+    route(r"^model-management/studies/(?P<study_id>[0-9]{1,18})/stop", studies.StudyStopView, "study-stop"),
     route(r"^model-management/jobs", jobs.JobListView, "job-list"),
     route(r"^model-management/jobs/(?P<job_id>[0-9]{1,18})", jobs.JobDetailView, "job-detail"),
     route(r"^model-management/datasets", datasets.DatasetListView, "dataset-list"),

@@ -5,6 +5,7 @@ nothing is invented: a missing value is shown as missing."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from django.conf import settings
@@ -12,8 +13,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from models_mgmt import selectors
-from models_mgmt.choices import LIVE_JOB_STATUSES, VersionStatus
-from models_mgmt.engine.families import FAMILIES
+from models_mgmt.choices import LIVE_JOB_STATUSES, LIVE_STUDY_STATUSES, VersionStatus
+from models_mgmt.engine.families import FAMILIES, MULTITASK_MLP
+from models_mgmt.engine.search import DEFAULT_SPACE, SAMPLERS, tunable
 from models_mgmt.models import AIModel, ModelVersion
 from models_mgmt.monitoring.live import serving_latency
 from models_mgmt.permissions import UserLike, model_perms_of
@@ -214,7 +216,64 @@ def version_view(version: ModelVersion, can_activate: bool) -> dict[str, Any]:
         "job_id": lineage.get("jobId"),
         "code_revision": lineage.get("codeRevision"),
         "checksum": (version.checksum or "")[:12],
+        "walk_forward": walk_forward_view(metadata.get("walkForward")),
         "can_activate": can_activate and version.status in ACTIVATABLE,
+    }
+
+
+def _mean_sd(mean: Any, sd: Any) -> str:
+    m, s = _number(mean), _number(sd)
+    return "—" if m is None else f"{m * 100:.1f} % ± {(s or 0.0) * 100:.1f} pt"
+
+
+def walk_forward_view(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A walk-forward report (engine/walk_forward.py) as the Versions tab shows it: per metric the
+    folds' mean ± sd beside the mean baseline and the edge; per fold its test window and scores."""
+    if not report:
+        return None
+    rows = []
+    for key, label in TASK_METRICS[1:]:
+        edge_value = _number((report.get("edge") or {}).get(key))
+        rows.append(
+            {
+                "label": label,
+                "mean": _mean_sd((report.get("mean") or {}).get(key), (report.get("sd") or {}).get(key)),
+                "baseline": pct((report.get("baselineMean") or {}).get(key)),
+                "edge": "" if edge_value is None else f"{edge_value * 100:+.1f} pt",
+                "trend": _trend(edge_value),
+            }
+        )
+    folds = [
+        {
+            "fold": fold.get("fold"),
+            "test_window": " to ".join(fold.get("testWindow") or []),
+            "train_samples": fold.get("trainSamples"),
+            **versus(
+                (fold.get("metrics") or {}).get("overallScore"), (fold.get("baselines") or {}).get("overallScore")
+            ),
+        }
+        for fold in report.get("folds") or []
+    ]
+    return {
+        "count": report.get("foldCount", len(folds)),
+        "purge": report.get("purgeBars"),
+        "holdout": " to ".join(report.get("holdoutWindow") or []) or "—",
+        "rows": rows,
+        "folds": folds,
+    }
+
+
+def search_view(user: UserLike, model: AIModel | None) -> dict[str, Any] | None:
+    """The Search section: the default space to start from and the model's latest study (if any)."""
+    if model is None or model.family != MULTITASK_MLP.name:
+        return None
+    latest = selectors.study_list(user, model.name).first()
+    return {
+        "default_space": json.dumps(DEFAULT_SPACE, indent=2),
+        "tunable": ", ".join(tunable(model.family)),
+        "samplers": SAMPLERS,
+        "study_id": latest.pk if latest else "",
+        "study_live": bool(latest and latest.status in LIVE_STUDY_STATUSES),
     }
 
 

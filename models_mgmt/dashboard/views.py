@@ -81,6 +81,7 @@ def fine_tuning_tab(request: HttpRequest) -> HttpResponse:
         base_versions=base_versions,
         datasets=datasets,
         history=history,
+        search=p.search_view(request.user, model),
     )
 
 

@@ -22,6 +22,10 @@ class FineTuningConfig:
     # ISO date (a whole UTC day) or, for intraday bars, ISO timestamp; both ends inclusive.
     start_date: str | None = None  # first bar used; None = the dataset's first
     end_date: str | None = None  # last bar used; None = the dataset's last
+    # "validation": scored on the last validationSplit window only; "walk_forward": also k purged
+    # chronological folds before that window (see walk_forward.py).
+    evaluation: str = "validation"
+    walk_forward_folds: int = 4
 
     _WIRE = {
         "model_name": "modelName",
@@ -37,6 +41,8 @@ class FineTuningConfig:
         "hyperparameters": "hyperparameters",
         "start_date": "startDate",
         "end_date": "endDate",
+        "evaluation": "evaluation",
+        "walk_forward_folds": "walkForwardFolds",
     }
 
     def to_wire(self) -> dict[str, Any]:

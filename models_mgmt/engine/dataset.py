@@ -92,6 +92,85 @@ def _iso(key: Any) -> str:
     return key.isoformat()[:10] if hasattr(key, "isoformat") else str(key)
 
 
+@dataclass(frozen=True)
+class SampleFrame:
+    """Every bar's raw features, labels and next return, and which rows are usable samples.
+
+    Computed once; `split_at` cuts any set of usable rows into an embargoed train/validation pair,
+    so the single split and every walk-forward fold follow the same rules."""
+
+    x: np.ndarray  # features of every bar (NaN during warm-up)
+    y: np.ndarray  # the task labels of every bar (NaN where the horizon runs past the data)
+    next_return: np.ndarray
+    dates: list[Any]
+    positions: np.ndarray  # usable rows (features and labels known), in time order
+    horizon: int
+    bar_count: int
+
+
+def sample_frame(
+    bars: pd.DataFrame, *, horizon: int, breakout_window: int, training_data_size: int | None = None
+) -> SampleFrame:
+    """Features and labels of `bars` (sorted by date); `training_data_size` keeps the most recent N samples."""
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
+
+    if not bars.index.is_monotonic_increasing:
+        bars = bars.sort_index()
+    features = compute_features(bars)
+    labels = compute_labels(bars, horizon=horizon, breakout_window=breakout_window)
+    usable = features.notna().all(axis=1) & labels[list(TASKS)].notna().all(axis=1) & labels["next_return"].notna()
+    positions = np.flatnonzero(usable.to_numpy())
+    if training_data_size:
+        positions = positions[-int(training_data_size) :]
+    return SampleFrame(
+        x=features.to_numpy(dtype=np.float64),
+        y=labels[list(TASKS)].to_numpy(dtype=np.float32),
+        next_return=labels["next_return"].to_numpy(dtype=np.float64),
+        dates=list(bars.index),
+        positions=positions,
+        horizon=horizon,
+        bar_count=len(bars),
+    )
+
+
+def split_at(frame: SampleFrame, positions: np.ndarray, *, validation_split: float) -> SampleSplit:
+    """The embargoed chronological split of the usable rows `positions`: the last
+    `validation_split` fraction validates, training rows whose label window reaches it are dropped,
+    and normalisation is fitted on the training rows only."""
+    import numpy as np  # heavy: loaded on first use, not when the module is imported
+
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError("validation_split must be between 0 and 1 (exclusive)")
+    horizon = frame.horizon
+    n_val = max(1, round(len(positions) * validation_split))
+    val_positions = positions[-n_val:]
+    before = positions[:-n_val]
+    # Label window of bar t is t+1..t+H: it must end before the first validation bar.
+    train_positions = before[before + horizon < val_positions[0]] if len(val_positions) else before
+    if len(train_positions) < MIN_TRAIN_SAMPLES:
+        raise ValueError(
+            f"not enough bars: {len(train_positions)} training samples after warm-up, validation and embargo "
+            f"(need at least {MIN_TRAIN_SAMPLES}); {frame.bar_count} bars were given"
+        )
+
+    x_train = frame.x[train_positions]
+    dates = frame.dates
+    return SampleSplit(
+        x_train=x_train.astype(np.float32),
+        y_train=frame.y[train_positions],
+        x_val=frame.x[val_positions].astype(np.float32),
+        y_val=frame.y[val_positions],
+        train_dates=[dates[i] for i in train_positions],
+        val_dates=[dates[i] for i in val_positions],
+        train_positions=train_positions,
+        val_positions=val_positions,
+        val_next_return=frame.next_return[val_positions],
+        embargo_samples=len(before) - len(train_positions),
+        horizon=horizon,
+        normalization=Normalization.fit(x_train),
+    )
+
+
 def build_split(
     bars: pd.DataFrame,
     *,
@@ -101,45 +180,7 @@ def build_split(
     training_data_size: int | None = None,
 ) -> SampleSplit:
     """Features, labels and the embargoed chronological split of `bars` (sorted by date)."""
-    import numpy as np  # heavy: loaded on first use, not when the module is imported
-
     if not 0.0 < validation_split < 1.0:
         raise ValueError("validation_split must be between 0 and 1 (exclusive)")
-    if not bars.index.is_monotonic_increasing:
-        bars = bars.sort_index()
-    features = compute_features(bars)
-    labels = compute_labels(bars, horizon=horizon, breakout_window=breakout_window)
-    usable = features.notna().all(axis=1) & labels[list(TASKS)].notna().all(axis=1) & labels["next_return"].notna()
-    positions = np.flatnonzero(usable.to_numpy())
-    if training_data_size:
-        positions = positions[-int(training_data_size) :]
-
-    n_val = max(1, round(len(positions) * validation_split))
-    val_positions = positions[-n_val:]
-    before = positions[:-n_val]
-    # Label window of bar t is t+1..t+H: it must end before the first validation bar.
-    train_positions = before[before + horizon < val_positions[0]] if len(val_positions) else before
-    if len(train_positions) < MIN_TRAIN_SAMPLES:
-        raise ValueError(
-            f"not enough bars: {len(train_positions)} training samples after warm-up, validation and embargo "
-            f"(need at least {MIN_TRAIN_SAMPLES}); {len(bars)} bars were given"
-        )
-
-    x = features.to_numpy(dtype=np.float64)
-    y = labels[list(TASKS)].to_numpy(dtype=np.float32)
-    x_train = x[train_positions]
-    dates = list(bars.index)
-    return SampleSplit(
-        x_train=x_train.astype(np.float32),
-        y_train=y[train_positions],
-        x_val=x[val_positions].astype(np.float32),
-        y_val=y[val_positions],
-        train_dates=[dates[i] for i in train_positions],
-        val_dates=[dates[i] for i in val_positions],
-        train_positions=train_positions,
-        val_positions=val_positions,
-        val_next_return=labels["next_return"].to_numpy(dtype=np.float64)[val_positions],
-        embargo_samples=len(before) - len(train_positions),
-        horizon=horizon,
-        normalization=Normalization.fit(x_train),
-    )
+    frame = sample_frame(bars, horizon=horizon, breakout_window=breakout_window, training_data_size=training_data_size)
+    return split_at(frame, frame.positions, validation_split=validation_split)

@@ -46,6 +46,9 @@ class TrainingSpec:
     bars_per_year: int = 252
     # One thread is the fastest for this small network and keeps concurrent jobs from fighting.
     num_threads: int = 1
+    # "validation" or "walk_forward" (k purged folds before the validation window, walk_forward.py)
+    evaluation: str = "validation"
+    walk_forward_folds: int = 4
 
     @classmethod
     def from_config(
@@ -68,6 +71,8 @@ class TrainingSpec:
             early_stopping_patience=config.early_stopping_patience,
             training_data_size=config.training_data_size or None,
             bars_per_year=bars_per_year,
+            evaluation=config.evaluation,
+            walk_forward_folds=config.walk_forward_folds,
             **extra,
         )
 

@@ -86,7 +86,8 @@ def data_fingerprint(spec: TrainingSpec, split: SampleSplit) -> str:
     digest = hashlib.sha256()
     for array in (split.x_train, split.y_train, split.x_val, split.y_val):
         digest.update(array.tobytes())
-    free = {"epochs", "early_stopping_patience", "fee_per_trade"}  # may change between stop and resume
+    # may change between stop and resume (the evaluation fields do not touch the kept model's run)
+    free = {"epochs", "early_stopping_patience", "fee_per_trade", "evaluation", "walk_forward_folds"}
     decisive = {k: v for k, v in asdict(spec).items() if k not in free}
     digest.update(json.dumps(decisive, sort_keys=True, default=list).encode())
     return digest.hexdigest()

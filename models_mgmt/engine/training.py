@@ -19,6 +19,10 @@ Public API::
         should_stop=event,                              # threading.Event or () -> bool; checked every batch
     )
 
+With `spec.evaluation == "walk_forward"` the recipe is also scored on k purged chronological folds
+before the validation window (`result.walk_forward`, see walk_forward.py); a stop during the folds
+makes the run "stopped".
+
 `result.status` is "succeeded" (an artifact was written: `artifact_dir`, `checksum`,
 `response_time_ms`) or "stopped" (no artifact; `checkpoint_path` can resume the run). The weights
 kept are those of the best trained epoch (`best_epoch` >= 1, its measured `best_val_loss` and
@@ -79,6 +83,7 @@ class TrainingResult:
     checksum: str | None = None
     response_time_ms: float | None = None  # onnxruntime, one sample, median (see artifact.py)
     checkpoint_path: str | None = None
+    walk_forward: dict[str, Any] | None = None  # spec.evaluation == "walk_forward": see walk_forward.py
 
     @property
     def accuracy(self) -> float:
@@ -168,6 +173,13 @@ def run_training(
         probabilities = torch.sigmoid(outcome.model(x_val)).numpy()
     metrics = task_metrics(probabilities, split.y_val)
     baselines = majority_baselines(split.y_train, split.y_val)
+    folds = None
+    if spec.evaluation == "walk_forward" and outcome.status == "succeeded":
+        from .walk_forward import walk_forward  # heavy: trains one network per fold
+
+        folds = walk_forward(spec, data, should_stop=should_stop)
+        if folds is None:  # stopped during a fold: the kept run's checkpoint resumes, the folds run again
+            outcome.status = "stopped"
     phase("backtesting")
     trades = backtest(
         probabilities[:, 0], split.val_next_return, fee=spec.fee_per_trade, periods_per_year=spec.bars_per_year
@@ -191,6 +203,7 @@ def run_training(
         "hyperparameters": spec.hyperparameters(),
         "history": outcome.history,
         "checkpoint_path": outcome.checkpoint_path,
+        "walk_forward": folds,
     }
     artifact = None
     if outcome.status == "succeeded" and weights_changed:

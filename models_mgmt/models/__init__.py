@@ -4,6 +4,7 @@ from .base_model import BaseModel
 from .dataset import Bar, Dataset
 from .monitoring import Alert, DriftReport, Prediction
 from .progress_event import ProgressEvent
+from .study import Study, StudyTrial
 from .training_job import TrainingEpoch, TrainingJob
 from .version import ModelVersion
 
@@ -18,6 +19,8 @@ __all__ = [
     "ModelVersion",
     "Prediction",
     "ProgressEvent",
+    "Study",
+    "StudyTrial",
     "TrainingEpoch",
     "TrainingJob",
 ]

@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from models_mgmt.choices import LIVE_JOB_STATUSES, JobStatus
+from models_mgmt.choices import LIVE_JOB_STATUSES, JobStatus, StudyRole
 
 
 class TrainingJob(models.Model):
@@ -38,13 +38,19 @@ class TrainingJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A hyperparameter study's trial (scored walk-forward, no version) or its final run.
+    study = models.ForeignKey(
+        "models_mgmt.Study", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    study_role = models.CharField(max_length=8, choices=StudyRole.choices, default=StudyRole.NONE, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # A study's trials run side by side (its `parallelism`); every other job holds the model alone.
             models.UniqueConstraint(
                 fields=["model"],
-                condition=models.Q(status__in=LIVE_JOB_STATUSES),
+                condition=models.Q(status__in=LIVE_JOB_STATUSES) & ~models.Q(study_role=StudyRole.TRIAL),
                 name="one_live_job_per_model",
             ),
             models.CheckConstraint(

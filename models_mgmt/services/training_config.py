@@ -26,6 +26,7 @@ FIELDS = frozenset(
     {
         "modelName", "baseModel", "dataset", "trainingDataSize", "startDate", "endDate", "epochs", "learningRate",
         "batchSize", "validationSplit", "earlyStoppingPatience", "activationPolicy", "hyperparameters",
+        "evaluation", "walkForwardFolds",
     }
 )  # fmt: skip
 # wire name -> (type, lowest, highest, whether the lowest is excluded)
@@ -36,7 +37,11 @@ BOUNDS: dict[str, tuple[type, float, float | None, bool]] = {
     "validationSplit": (float, 0, 0.5, True),
     "earlyStoppingPatience": (int, 0, None, False),
     "trainingDataSize": (int, 1, None, False),
+    "walkForwardFolds": (int, 2, 10, False),
 }
+# "validation": scored on the last validationSplit window; "walk_forward": also on purged folds before it.
+EVALUATIONS = ("validation", "walk_forward")
+DEFAULT_WALK_FORWARD_FOLDS = 4
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,11 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         errors["activationPolicy"] = [f"choose one of: {', '.join(ActivationPolicy.values)}"]
 
     family = FAMILIES[model.family]
+    evaluation = fields.get("evaluation", "validation")
+    if evaluation not in EVALUATIONS:
+        errors["evaluation"] = [f"choose one of: {', '.join(EVALUATIONS)}"]
+    elif evaluation == "walk_forward" and family is LLM_LORA:
+        errors["evaluation"] = [f"walk_forward is offered for the {FAMILIES['multitask-mlp'].name} family only"]
     family_defaults = family.config_defaults
     epochs = fields.get("epochs", family_defaults.get("epochs", settings.DEFAULT_TRAINING_EPOCHS))
     patience = fields.get("earlyStoppingPatience", min(settings.DEFAULT_EARLY_STOPPING_PATIENCE, epochs))
@@ -166,5 +176,7 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         hyperparameters={**family.defaults(), **hyper},
         start_date=timeframes.format_key(start) if start else None,
         end_date=timeframes.format_key(end) if end else None,
+        evaluation=evaluation,
+        walk_forward_folds=fields.get("walkForwardFolds", DEFAULT_WALK_FORWARD_FOLDS),
     )
     return ResolvedTraining(config=config, dataset=dataset, base_version=base_version)

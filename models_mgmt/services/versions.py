@@ -130,7 +130,7 @@ def model_version_register(
     """Register the version; None when this worker no longer owns the job (it was reaped)."""
     job = (
         TrainingJob.objects.select_for_update(of=("self",))
-        .select_related("model", "base_version", "dataset")
+        .select_related("model", "base_version", "dataset", "study")
         .get(pk=job_id)
     )
     if job.status not in (JobStatus.RUNNING, JobStatus.STOPPING) or job.worker != worker:
@@ -187,9 +187,17 @@ def model_version_register(
                 "codeRevision": code_revision,
                 "config": job.config,
                 **getattr(result, "lineage", {}),  # llm-lora: base model, its checksums, data window
+                # a study's best config trained on the whole window: which study and trial it came from
+                **(
+                    {"study": job.study_id, "trial": (job.study.best or {}).get("trialNumber")}
+                    if job.study is not None
+                    else {}
+                ),
             },
             **({"activeVersionOnWindow": rival} if rival else {}),
             **getattr(result, "extra_metadata", {}),
+            # evaluation "walk_forward": the purged folds' report (engine/walk_forward.py)
+            **({"walkForward": result.walk_forward} if getattr(result, "walk_forward", None) else {}),
         },
         artifact_path=str(target),
         checksum=result.checksum or "",

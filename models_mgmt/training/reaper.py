@@ -12,8 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from models_mgmt.choices import JobStatus
+from models_mgmt.choices import JobStatus, StudyRole
 from models_mgmt.models import TrainingJob
+from models_mgmt.services.studies import studies_advance_live
 from models_mgmt.services.training_jobs import training_job_enqueue, training_job_finish, training_job_requeue
 
 
@@ -64,6 +65,12 @@ def training_jobs_reap() -> list[tuple[int, str]]:
         if job.status == JobStatus.STOPPING:
             training_job_finish(job_id, JobStatus.STOPPED, error="worker lost while stopping; checkpoint kept")
             done.append((job_id, "stopped"))
+        elif job.study_role == StudyRole.TRIAL:
+            # A trial is not resumed: it ends FAIL (study_advance tells the study) and the next one runs.
+            training_job_finish(
+                job_id, JobStatus.FAILED, error_code="worker_lost", error=f"worker {worker or '?'} lost mid-trial"
+            )
+            done.append((job_id, "failed"))
         elif job.attempts < settings.TRAINING_MAX_ATTEMPTS:
             training_job_requeue(
                 job_id=job_id, reason=f"worker {worker or '?'} lost; resuming from the last checkpoint"
@@ -77,4 +84,5 @@ def training_jobs_reap() -> list[tuple[int, str]]:
                 error=f"the worker running this job was lost {job.attempts} time(s); giving up",
             )
             done.append((job_id, "failed"))
+    studies_advance_live()  # trials that ended here, or whose worker could not advance the study
     return done

@@ -23,18 +23,20 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from models_mgmt import selectors
 from models_mgmt.artifacts import job_work_dir
-from models_mgmt.choices import ActivationPolicy, JobStatus, VersionStatus
+from models_mgmt.choices import ActivationPolicy, JobStatus, StudyRole, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.engine.training import TrainingResult, run_training
 from models_mgmt.models import ModelVersion, TrainingJob
+from models_mgmt.services.studies import study_advance
 from models_mgmt.services.training_jobs import training_job_claim, training_job_finish, training_job_requeue
 from models_mgmt.services.versions import model_version_register
 
 from .llm import llm_train
 from .progress import JobProgress
+from .search import trial_run
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,9 +93,21 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
     progress.worker = job.worker
     progress.start()
     try:
+        if job.study_role == StudyRole.TRIAL:
+            return Outcome(trial_run(job, progress))
         return _run_claimed(job, progress)
     finally:
         progress.close()
+        if job.study_id is not None:
+            _advance_study(job.study_id)
+
+
+def _advance_study(study_id: int) -> None:
+    """Next trials, or the best trained in full (the reaper retries if this fails)."""
+    try:
+        _with_db_retry(lambda: study_advance(study_id), "advancing the study")
+    except Exception:
+        logger.exception("advancing study %s failed; the reaper will", study_id)
 
 
 def _train(job: TrainingJob, config: FineTuningConfig, progress: JobProgress) -> tuple[Any, Any, TrainingResult]:

@@ -48,6 +48,11 @@ def start(api, user, body):
         ("hyperparameters", {"hiddenSizes": [64, "wide"]}),
         ("hyperparameters", {"freezeTrunk": "yes"}),
         ("hyperparameters", "not-a-dict"),
+        ("evaluation", "k_fold"),
+        ("evaluation", True),
+        ("walkForwardFolds", 1),
+        ("walkForwardFolds", 11),
+        ("walkForwardFolds", 2.5),
         ("owner", "someone-else"),
         ("status", "succeeded"),
     ],
@@ -109,6 +114,14 @@ def test_defaults_fill_the_rest(api, trainer, settings):
     assert config["activationPolicy"] == "manual"
     assert config["hyperparameters"]["horizon"] == 5
     assert config["baseModel"] is None  # no version yet: from scratch
+    assert config["evaluation"] == "validation" and config["walkForwardFolds"] == 4
+
+
+def test_walk_forward_is_accepted_with_its_folds(api, trainer):
+    response = start(api, trainer, {"evaluation": "walk_forward", "walkForwardFolds": 3})
+    assert response.status_code == 202, response.data
+    assert response.data["config"]["evaluation"] == "walk_forward"
+    assert response.data["config"]["walkForwardFolds"] == 3
 
 
 def test_the_seed_example_is_accepted_and_queued(api, trainer):

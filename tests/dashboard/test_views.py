@@ -9,7 +9,8 @@ import pytest
 from django.test import Client
 
 from models_mgmt.choices import Role, VersionStatus
-from tests.factories import AIModelFactory, ModelVersionFactory, UserFactory, grant
+from models_mgmt.models import Study
+from tests.factories import AIModelFactory, DatasetFactory, ModelVersionFactory, UserFactory, grant
 
 TABS = [
     "/model-management/",
@@ -118,6 +119,58 @@ def test_metrics_are_shown_beside_their_baselines(model):
     version.save()
     html = signed_in(Role.VIEWER, model).get("/model-management/versions/", {"model": model.name}).content.decode()
     assert "60.0 %" in html and "50.0 %" in html and "+10.0 pt" in html
+
+
+def test_a_walk_forward_report_is_shown_with_mean_sd_and_edge(model):
+    version = model.versions.get(version="v1.1.0")
+    keys = ("patternRecognition", "signalAccuracy", "riskAssessment", "overallScore")
+    fold = {
+        "fold": 1,
+        "testWindow": ["2019-01-02", "2019-12-31"],
+        "trainSamples": 900,
+        "metrics": dict.fromkeys(keys, 0.55),
+        "baselines": dict.fromkeys(keys, 0.5),
+    }
+    version.metadata = {
+        **version.metadata,
+        "walkForward": {
+            "foldCount": 3,
+            "purgeBars": 5,
+            "holdoutWindow": ["2020-01-02", "2020-12-31"],
+            "folds": [fold],
+            "mean": dict.fromkeys(keys, 0.55),
+            "sd": dict.fromkeys(keys, 0.02),
+            "baselineMean": dict.fromkeys(keys, 0.5),
+            "edge": dict.fromkeys(keys, 0.05),
+        },
+    }
+    version.save()
+    html = signed_in(Role.VIEWER, model).get("/model-management/versions/", {"model": model.name}).content.decode()
+    assert 'data-role="walk-forward"' in html and "3 purged folds (5 bars)" in html
+    assert "55.0 % ± 2.0 pt" in html and "+5.0 pt" in html and "2019-01-02 to 2019-12-31" in html
+    assert html.count('data-role="walk-forward"') == 1  # v1.0.0 has no report
+
+
+def test_the_fine_tune_form_offers_walk_forward(model):
+    html = signed_in(Role.TRAINER, model).get("/model-management/fine-tuning/", {"model": model.name}).content.decode()
+    assert 'name="evaluation"' in html and 'value="walk_forward"' in html and 'name="walkForwardFolds"' in html
+
+
+def test_the_search_section_offers_a_default_space_to_a_trainer_only(model):
+    trainer = signed_in(Role.TRAINER, model).get("/model-management/fine-tuning/", {"model": model.name})
+    html = trainer.content.decode()
+    assert 'id="search"' in html and 'id="study-form"' in html and "learningRate" in html
+    assert 'data-study=""' in html and "No study yet." in html and "dashboard/search.js" in html
+    viewer = signed_in(Role.VIEWER, model).get("/model-management/fine-tuning/", {"model": model.name})
+    assert 'id="search"' in viewer.content.decode() and 'id="study-form"' not in viewer.content.decode()
+
+
+def test_the_search_section_follows_the_latest_study(model):
+    study = Study.objects.create(
+        model=model, dataset=DatasetFactory(), space={"dropout": {"choices": [0.1]}}, config={}, n_trials=3
+    )
+    html = signed_in(Role.VIEWER, model).get("/model-management/fine-tuning/", {"model": model.name}).content.decode()
+    assert f'data-study="{study.pk}"' in html and 'data-study-live="true"' in html
 
 
 def test_models_not_shared_with_the_user_do_not_appear(model):

@@ -16,8 +16,13 @@ from tests.live import LiveProcesses, job_finished, wait_for
 @pytest.fixture
 def cluster(transactional_db, tmp_path, settings) -> Iterator[LiveProcesses]:
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.OPTUNA_JOURNAL_PATH = tmp_path / "optuna.log"  # one journal for this process and the workers
     live = LiveProcesses(
-        tmp_path / "artifacts", tmp_path / "qcluster.log", TRAINING_WORKERS="2", TRAINING_HEARTBEAT_TIMEOUT_S="30"
+        tmp_path / "artifacts",
+        tmp_path / "qcluster.log",
+        TRAINING_WORKERS="2",
+        TRAINING_HEARTBEAT_TIMEOUT_S="30",
+        OPTUNA_JOURNAL_PATH=str(tmp_path / "optuna.log"),
     )
     try:
         live.qcluster()

@@ -30,6 +30,8 @@ OPTIONS = {  # --option -> FineTuningConfig wire name, type
     "start_date": ("startDate", timeframes.parse_bar_time),  # YYYY-MM-DD, or ISO 8601 for intraday
     "end_date": ("endDate", timeframes.parse_bar_time),
     "activation_policy": ("activationPolicy", str),
+    "evaluation": ("evaluation", str),  # validation | walk_forward
+    "walk_forward_folds": ("walkForwardFolds", int),
 }
 
 
