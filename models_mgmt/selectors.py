@@ -7,7 +7,7 @@ endpoint cannot forget the object check.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 from guardian.shortcuts import get_objects_for_user
@@ -56,6 +56,38 @@ def ai_model_list(user: UserLike) -> QuerySet[AIModel]:
     )
 
 
+AI_MODEL_COLUMNS = (
+    "id", "name", "family", "base_model", "description", "default_dataset__name", "owner__username",
+    "created_at", "updated_at",
+)  # fmt: skip
+ACTIVE_VERSION_COLUMNS = ("model_id", "version", "accuracy", "response_time_ms")
+
+
+def ai_model_rows(user: UserLike) -> QuerySet[AIModel, dict[str, Any]]:
+    """`ai_model_list` as plain rows (`AI_MODEL_COLUMNS`, the related names joined): the list's
+    page without model instances; `active_and_live_of` brings the page's active versions and jobs."""
+    return ai_models_visible(user).order_by("name").values(*AI_MODEL_COLUMNS)
+
+
+def active_and_live_of(model_ids: list[int]) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
+    """For these models: model id -> its active version's row (`ACTIVE_VERSION_COLUMNS`), and
+    model id -> its live job's id; the same first row as `active_version_of` / `live_job_of` pick
+    from the prefetch (2 queries whatever the number of models)."""
+    if not model_ids:
+        return {}, {}
+    active: dict[int, dict[str, Any]] = {}
+    for row in ModelVersion.objects.filter(model_id__in=model_ids, status=VersionStatus.ACTIVE).values(
+        *ACTIVE_VERSION_COLUMNS
+    ):
+        active.setdefault(row["model_id"], row)
+    live: dict[int, int] = {}
+    for model_id, job_id in TrainingJob.objects.filter(
+        model_id__in=model_ids, status__in=LIVE_JOB_STATUSES
+    ).values_list("model_id", "id"):
+        live.setdefault(model_id, job_id)
+    return active, live
+
+
 def ai_model_get(user: UserLike, name: str) -> AIModel:
     """The model by name if the user may view it, else NotFound (never Forbidden: it does not exist
     for them). One query for the row; the permission check is the request's checker's (2 queries,
@@ -96,6 +128,19 @@ def ai_model_to_serve(user: UserLike, name: str) -> AIModel:
 def model_version_list(user: UserLike, model_name: str) -> QuerySet[ModelVersion]:
     model = ai_model_get(user, model_name)
     return model.versions.select_related("model", "parent", "dataset").order_by("-created_at", "-id")
+
+
+VERSION_COLUMNS = (
+    "id", "model__name", "version", "accuracy", "response_time_ms", "training_data_size", "trained_at",
+    "status", "performance_metrics", "baselines", "backtest", "metadata", "parent__version", "dataset__name",
+    "checksum", "activated_at",
+)  # fmt: skip
+
+
+def model_version_rows(user: UserLike, model_name: str) -> QuerySet[ModelVersion, dict[str, Any]]:
+    """`model_version_list` as plain rows (`VERSION_COLUMNS`, the related names joined in the same
+    query): NotFound unless the user may view the model, as there."""
+    return model_version_list(user, model_name).values(*VERSION_COLUMNS)
 
 
 def model_version_get(user: UserLike, model_name: str, version: str) -> ModelVersion:

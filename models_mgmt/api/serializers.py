@@ -33,8 +33,8 @@ from models_mgmt.models.ai_model import model_name_validator
 from models_mgmt.models.base_model import base_model_name_validator, ollama_tag_validator
 from models_mgmt.models.dataset import dataset_name_validator
 from models_mgmt.monitoring.serving import LOOKBACK_BARS
-from models_mgmt.permissions import model_perms_of
-from models_mgmt.selectors import active_version_of, live_job_of
+from models_mgmt.permissions import UserLike, model_perms_of
+from models_mgmt.selectors import active_and_live_of, active_version_of, live_job_of
 from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS
 from models_mgmt.services.training_config import (
     BOUNDS,
@@ -137,6 +137,68 @@ class AIModelDetailSerializer(AIModelSerializer):
         return [c.removesuffix("_aimodel") for c in model_perms_of(self.context["request"].user, obj)]
 
 
+# The hot reads build their rows here, without a serializer per row (DRF's per-field machinery was
+# most of their CPU); the serializers above and below still describe them in the schema, and
+# tests/api/test_read_presenters.py holds the two to the same bytes.
+_DATETIME = serializers.DateTimeField()
+
+
+def _datetime(value: dt.datetime | None) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)
+
+
+def ai_model_row(row: dict[str, Any], active: dict[str, Any] | None, live_job_id: int | None) -> dict[str, Any]:
+    """`AIModelSerializer`'s output from a `selectors.AI_MODEL_COLUMNS` row, the model's active
+    version row (`selectors.ACTIVE_VERSION_COLUMNS`) and its live job's id."""
+    status = "training" if live_job_id is not None else ("active" if active is not None else "idle")
+    return {
+        "name": str(row["name"]),
+        "family": str(row["family"]),
+        "baseModel": str(row["base_model"]),
+        "description": str(row["description"]),
+        "defaultDataset": row["default_dataset__name"],
+        "owner": str(row["owner__username"]),
+        "status": status,
+        "activeVersion": active["version"] if active else None,
+        "accuracy": active["accuracy"] if active else None,
+        "responseTime": active["response_time_ms"] if active else None,
+        "currentJobId": live_job_id,
+        "createdAt": _datetime(row["created_at"]),
+        "updatedAt": _datetime(row["updated_at"]),
+    }
+
+
+def ai_model_list_data(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`AIModelSerializer(many=True)`'s output for a page of `selectors.ai_model_rows`."""
+    active, live = active_and_live_of([row["id"] for row in rows])
+    return [ai_model_row(row, active.get(row["id"]), live.get(row["id"])) for row in rows]
+
+
+def ai_model_detail_data(model: AIModel, user: UserLike) -> dict[str, Any]:
+    """`AIModelDetailSerializer`'s output for a model from `selectors.ai_model_detail`."""
+    version = active_version_of(model)
+    job = live_job_of(model)
+    row = {
+        "name": model.name,
+        "family": model.family,
+        "base_model": model.base_model,
+        "description": model.description,
+        "default_dataset__name": model.default_dataset.name if model.default_dataset is not None else None,
+        "owner__username": model.owner.username,
+        "created_at": model.created_at,
+        "updated_at": model.updated_at,
+    }
+    active = (
+        None
+        if version is None
+        else {"version": version.version, "accuracy": version.accuracy, "response_time_ms": version.response_time_ms}
+    )
+    return {
+        **ai_model_row(row, active, job.pk if job is not None else None),
+        "permissions": [c.removesuffix("_aimodel") for c in model_perms_of(user, model)],
+    }
+
+
 def _dataset_or_error(name: str) -> Dataset:
     dataset = Dataset.objects.filter(name=name).first()
     if dataset is None:
@@ -196,6 +258,7 @@ class PerformanceMetricsSerializer(serializers.Serializer):
     overallScore = serializers.FloatField(allow_null=True)
 
 
+PERFORMANCE_KEYS = ("patternRecognition", "signalAccuracy", "riskAssessment", "overallScore")
 METADATA_KEYS = ("hyperparameters", "trainingDuration", "epochs", "loss", "validationAccuracy")
 
 
@@ -222,11 +285,47 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_performanceMetrics(self, obj: ModelVersion) -> dict[str, float | None]:
-        keys = ("patternRecognition", "signalAccuracy", "riskAssessment", "overallScore")
-        return {k: obj.performance_metrics.get(k) for k in keys}
+        return performance_metrics_of(obj.performance_metrics)
 
     def get_metadata(self, obj: ModelVersion) -> dict[str, Any]:
-        return {**{k: obj.metadata.get(k) for k in METADATA_KEYS}, **obj.metadata}
+        return metadata_of(obj.metadata)
+
+
+def performance_metrics_of(metrics: dict[str, Any]) -> dict[str, float | None]:
+    return {k: metrics.get(k) for k in PERFORMANCE_KEYS}
+
+
+def metadata_of(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: metadata.get(k) for k in METADATA_KEYS}, **metadata}
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def version_list_data(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`ModelVersionSerializer(many=True)`'s output from `selectors.model_version_rows` rows."""
+    return [
+        {
+            "id": int(row["id"]),
+            "modelName": str(row["model__name"]),
+            "version": str(row["version"]),
+            "accuracy": _float(row["accuracy"]),
+            "responseTime": _float(row["response_time_ms"]),
+            "trainingDataSize": int(row["training_data_size"]),
+            "trainingDate": _datetime(row["trained_at"]),
+            "status": str(row["status"]),
+            "performanceMetrics": performance_metrics_of(row["performance_metrics"]),
+            "baselines": row["baselines"],
+            "backtest": row["backtest"],
+            "metadata": metadata_of(row["metadata"]),
+            "parentVersion": None if row["parent__version"] is None else str(row["parent__version"]),
+            "dataset": None if row["dataset__name"] is None else str(row["dataset__name"]),
+            "checksum": str(row["checksum"]),
+            "activatedAt": _datetime(row["activated_at"]),
+        }
+        for row in rows
+    ]
 
 
 class ActivateResultSerializer(serializers.Serializer):

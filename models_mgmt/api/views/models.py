@@ -16,6 +16,8 @@ from models_mgmt.api.serializers import (
     AIModelDetailSerializer,
     AIModelSerializer,
     AIModelUpdateSerializer,
+    ai_model_detail_data,
+    ai_model_list_data,
 )
 from models_mgmt.errors import InvalidInput
 
@@ -29,8 +31,8 @@ class ModelListView(generics.GenericAPIView):
         summary="List the AI models the caller may view", responses={200: AIModelSerializer(many=True), **errors(404)}
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(selectors.ai_model_list(request.user))
-        return self.get_paginated_response(AIModelSerializer(page, many=True).data)
+        page = self.paginate_queryset(selectors.ai_model_rows(request.user)) or []
+        return self.get_paginated_response(ai_model_list_data(page))  # AIModelSerializer's output
 
     @extend_schema(
         summary="Register an AI model (maintainer role); the creator gets every permission on it",
@@ -61,9 +63,8 @@ class ModelDetailView(ModelScopedView):
         responses={200: AIModelDetailSerializer, **errors(404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        return Response(
-            AIModelDetailSerializer(selectors.ai_model_detail(request.user, name), context={"request": request}).data
-        )
+        # AIModelDetailSerializer's output, without a serializer.
+        return Response(ai_model_detail_data(selectors.ai_model_detail(request.user, name), request.user))
 
     @extend_schema(
         summary="Change a model's description, base model or default dataset (manage permission)",

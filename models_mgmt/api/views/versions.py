@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from models_mgmt import selectors, services
 from models_mgmt.api.errors import errors
-from models_mgmt.api.serializers import ActivateResultSerializer, ModelVersionSerializer
+from models_mgmt.api.serializers import ActivateResultSerializer, ModelVersionSerializer, version_list_data
 from models_mgmt.monitoring import ollama, serving
 
 from .base import ModelScopedView
@@ -20,8 +20,8 @@ class VersionListView(generics.GenericAPIView):
         summary="Versions of a model, newest first", responses={200: ModelVersionSerializer(many=True), **errors(404)}
     )
     def get(self, request: Request, name: str) -> Response:
-        page = self.paginate_queryset(selectors.model_version_list(request.user, name))
-        return self.get_paginated_response(ModelVersionSerializer(page, many=True).data)
+        page = self.paginate_queryset(selectors.model_version_rows(request.user, name)) or []
+        return self.get_paginated_response(version_list_data(page))  # ModelVersionSerializer's output
 
 
 class VersionDetailView(ModelScopedView):
