@@ -76,14 +76,13 @@ def active_and_live_of(model_ids: list[int]) -> tuple[dict[int, dict[str, Any]],
     if not model_ids:
         return {}, {}
     active: dict[int, dict[str, Any]] = {}
-    for row in ModelVersion.objects.filter(model_id__in=model_ids, status=VersionStatus.ACTIVE).values(
-        *ACTIVE_VERSION_COLUMNS
-    ):
+    versions = ModelVersion.objects.filter(model_id__in=model_ids, status=VersionStatus.ACTIVE)
+    # Within a model, the prefetch's order (its default ordering's first key, the model, only groups).
+    for row in versions.order_by("-created_at", "-id").values(*ACTIVE_VERSION_COLUMNS):
         active.setdefault(row["model_id"], row)
     live: dict[int, int] = {}
-    for model_id, job_id in TrainingJob.objects.filter(
-        model_id__in=model_ids, status__in=LIVE_JOB_STATUSES
-    ).values_list("model_id", "id"):
+    jobs = TrainingJob.objects.filter(model_id__in=model_ids, status__in=LIVE_JOB_STATUSES)
+    for model_id, job_id in jobs.order_by("-created_at", "-id").values_list("model_id", "id"):
         live.setdefault(model_id, job_id)
     return active, live
 

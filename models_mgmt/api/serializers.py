@@ -175,9 +175,9 @@ def ai_model_list_data(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ai_model_detail_data(model: AIModel, user: UserLike) -> dict[str, Any]:
-    """`AIModelDetailSerializer`'s output for a model from `selectors.ai_model_detail`."""
-    version = active_version_of(model)
-    job = live_job_of(model)
+    """`AIModelDetailSerializer`'s output for a model from `selectors.ai_model_get`: its active
+    version and live job come as rows (`selectors.active_and_live_of`, 2 queries, no instances)."""
+    active, live = active_and_live_of([model.pk])
     row = {
         "name": model.name,
         "family": model.family,
@@ -188,13 +188,8 @@ def ai_model_detail_data(model: AIModel, user: UserLike) -> dict[str, Any]:
         "created_at": model.created_at,
         "updated_at": model.updated_at,
     }
-    active = (
-        None
-        if version is None
-        else {"version": version.version, "accuracy": version.accuracy, "response_time_ms": version.response_time_ms}
-    )
     return {
-        **ai_model_row(row, active, job.pk if job is not None else None),
+        **ai_model_row(row, active.get(model.pk), live.get(model.pk)),
         "permissions": [c.removesuffix("_aimodel") for c in model_perms_of(user, model)],
     }
 

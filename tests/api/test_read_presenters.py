@@ -77,6 +77,7 @@ def registry(db):
     )
     ModelVersionFactory(model=idle, version="v0.1.0", status=VersionStatus.READY)
     TrainingJobFactory(model=busy, dataset=eurusd, status=JobStatus.RUNNING)
+    TrainingJobFactory(model=busy, dataset=eurusd, status=JobStatus.QUEUED, study_role="trial")  # two live: first
     TrainingJobFactory(model=idle, dataset=eurusd, status=JobStatus.SUCCEEDED)
     return user
 

@@ -64,7 +64,7 @@ class ModelDetailView(ModelScopedView):
     )
     def get(self, request: Request, name: str) -> Response:
         # AIModelDetailSerializer's output, without a serializer.
-        return Response(ai_model_detail_data(selectors.ai_model_detail(request.user, name), request.user))
+        return Response(ai_model_detail_data(selectors.ai_model_get(request.user, name), request.user))
 
     @extend_schema(
         summary="Change a model's description, base model or default dataset (manage permission)",
