@@ -82,23 +82,27 @@ def training_job_start(
         )
     starter = require_model_perm(actor, model, PERM_FINETUNE, "start training")
     # No read first: the partial unique index (one live job per model) decides, also between two
-    # simultaneous starts, and the conflict names the job that holds the model.
-    try:
-        with transaction.atomic():
-            job = TrainingJob.objects.create(
-                model=model,
-                created_by=starter,
-                dataset=dataset,
-                base_version=base_version,
-                config=config.to_wire(),
-                status=JobStatus.QUEUED,
-                total_epochs=config.epochs,
-            )
-    except IntegrityError as exc:
-        live = TrainingJob.objects.select_related("model").filter(model=model, status__in=LIVE_JOB_STATUSES).first()
-        if live is None:
-            raise
-        raise _conflict_with(live) from exc
+    # simultaneous starts, and the conflict names the job that holds the model. A job that ended
+    # between the refused INSERT and that read no longer holds the model: try again.
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                job = TrainingJob.objects.create(
+                    model=model,
+                    created_by=starter,
+                    dataset=dataset,
+                    base_version=base_version,
+                    config=config.to_wire(),
+                    status=JobStatus.QUEUED,
+                    total_epochs=config.epochs,
+                )
+            break
+        except IntegrityError as exc:
+            live = TrainingJob.objects.select_related("model").filter(model=model, status__in=LIVE_JOB_STATUSES).first()
+            if live is not None:
+                raise _conflict_with(live) from exc
+            if attempt == 2:
+                raise
     publish_job_event(job, "job.status")
     audit_record(
         actor=actor, action="job.started", obj=job, ai_model=model, after={"status": job.status, "config": job.config}

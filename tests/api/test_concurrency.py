@@ -109,3 +109,26 @@ def test_simultaneous_stop_and_start_never_leave_two_live_jobs(api, race_model):
         model=race_model, status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.STOPPING]
     )
     assert live.count() == (1 if codes[1] == 202 else 0)
+
+
+def test_a_start_refused_by_a_job_that_ends_before_the_conflict_is_read_tries_again(api, race_model, monkeypatch):
+    """The INSERT meets a live job (the partial unique index refuses it), and that job finishes before
+    the conflict is read (a worker is fast): nothing holds the model any more, so the start goes
+    through instead of answering 500 (seen under load in tests/faults/test_many_jobs.py)."""
+    from django.db import IntegrityError
+
+    create = TrainingJob.objects.create
+    calls = []
+
+    def refused_once(**fields):
+        calls.append(fields)
+        if len(calls) == 1:
+            raise IntegrityError('duplicate key value violates unique constraint "one_live_job_per_model"')
+        return create(**fields)
+
+    monkeypatch.setattr(TrainingJob.objects, "create", refused_once)
+    response = api(race_model.owner).post(f"{BASE}/fine-tune", {"epochs": 1}, format="json")
+
+    assert response.status_code == 202, response.data
+    assert len(calls) == 2
+    assert TrainingJob.objects.filter(model=race_model, status=JobStatus.QUEUED).count() == 1
