@@ -46,7 +46,7 @@ def test_latency_breaches_at_m_of_n_counted_windows_and_skips_thin_ones():
     kwargs = dict(now=now, since=None, window_s=window, min_requests=20, threshold_ms=500.0, lookback_windows=20)
     result = g.latency_check(samples, m=3, n=5, **kwargs)
     assert result.verdict == g.BREACH and result.breached == 3 and result.counted == 5
-    assert not [w for w in result.windows if w.count == 3][0].counted
+    assert not next(w for w in result.windows if w.count == 3).counted
     assert g.latency_check(samples, m=4, n=5, **kwargs).verdict == g.OK
     assert g.latency_check(samples[-40:], m=3, n=5, **kwargs).verdict == g.INCONCLUSIVE  # one counted window
 
