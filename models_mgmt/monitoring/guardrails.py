@@ -30,10 +30,10 @@ from models_mgmt.engine import guardrails as checks
 from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.labels import METRIC_OF_TASK
 from models_mgmt.models import AIModel, Alert, GuardrailEvaluation, GuardrailPolicy, ModelVersion, Prediction
-from models_mgmt.permissions import UserLike, require_model_perm
+from models_mgmt.permissions import UserLike, has_model_perm, require_model_perm
 from models_mgmt.realtime.events import publish_model_event
 from models_mgmt.services.audit import audit_record
-from models_mgmt.services.guardrails import cooldown_end
+from models_mgmt.services.guardrails import cooldown_end, guardrail_policy_payload
 from models_mgmt.services.versions import model_version_activate_system
 
 from . import ollama
@@ -399,4 +399,39 @@ def evaluation_payload(evaluation: GuardrailEvaluation) -> dict[str, Any]:
         "alertId": evaluation.alert_id,
         "detail": evaluation.detail,
         "checks": evaluation.checks,
+    }
+
+
+def model_guardrails(user: UserLike, model_name: str) -> dict[str, Any]:
+    """GET .../guardrails: the policy (defaults, off, when none is stored), the cooldown, the
+    versions rolled back by a guardrail and the last rollbacks."""
+    model = selectors.ai_model_get(user, model_name)
+    return {**guardrails_of(model), "canEdit": has_model_perm(user, model, PERM_ACTIVATE)}
+
+
+def guardrails_of(model: AIModel) -> dict[str, Any]:
+    policy = selectors.guardrail_policy_of(model) or GuardrailPolicy(model=model)
+    rollbacks = GuardrailEvaluation.objects.filter(model=model, action=GuardrailAction.ROLLED_BACK).select_related(
+        "version", "rolled_back_to"
+    )
+    last = GuardrailEvaluation.objects.filter(model=model).select_related("version", "rolled_back_to").first()
+    active = selectors.active_version_of(model)
+    return {
+        "modelName": model.name,
+        "stored": policy.pk is not None,
+        "policy": guardrail_policy_payload(policy),
+        "activeVersion": active.version if active else None,
+        "cooldownActive": bool(policy.cooldown_until and policy.cooldown_until > timezone.now()),
+        "rolledBackVersions": sorted({r.version.version for r in rollbacks if r.version}),
+        "rollbacks": [
+            {
+                "evaluationId": r.pk,
+                "at": r.created_at.isoformat(),
+                "from": r.version.version if r.version else None,
+                "to": r.rolled_back_to.version if r.rolled_back_to else None,
+                "evidence": r.checks.get("evidence", []),
+            }
+            for r in rollbacks[:20]
+        ],
+        "lastEvaluation": evaluation_payload(last) if last else None,
     }

@@ -55,8 +55,9 @@ def _number(name: str, value: Any) -> tuple[Any, str | None]:
     return number, None
 
 
-def guardrail_policy_validate(policy: GuardrailPolicy, changes: dict[str, Any]) -> dict[str, Any]:
-    """{field: value} to set, or InvalidInput naming each wrong field (unknown ones included)."""
+def guardrail_policy_validate(policy: GuardrailPolicy, changes: Any) -> dict[str, Any]:
+    """{field: value} to set from `changes` (a JSON object in the API's names), or InvalidInput
+    naming each wrong field (unknown ones included)."""
     if not isinstance(changes, dict):
         raise InvalidInput("Send a JSON object.", fields={"non_field_errors": ["expected an object"]})
     errors: dict[str, list[str]] = {}
@@ -101,7 +102,7 @@ def guardrail_policy_validate(policy: GuardrailPolicy, changes: dict[str, Any]) 
 
 
 @transaction.atomic
-def guardrail_policy_update(*, actor: UserLike, model: AIModel, changes: dict[str, Any]) -> GuardrailPolicy:
+def guardrail_policy_update(*, actor: UserLike, model: AIModel, changes: Any) -> GuardrailPolicy:
     """Set the given fields of the model's policy (created with the defaults on first use); left-out
     fields keep their value. Needs the permission activating a version needs: a policy decides
     which version serves."""
