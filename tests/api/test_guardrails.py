@@ -4,15 +4,22 @@ audited), the evaluations (paginated) and running one now. The permission matrix
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from models_mgmt.choices import Role, VersionStatus
-from models_mgmt.models import AuditEvent, GuardrailEvaluation, GuardrailPolicy
+from models_mgmt.models import AuditEvent, GuardrailEvaluation, GuardrailPolicy, Prediction
 from tests.factories import AIModelFactory, ModelVersionFactory, UserFactory, grant
 
 URL = "/api/model-management/models/guarded/guardrails"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -106,3 +113,51 @@ def test_evaluate_now_and_the_paginated_history(api, model):
     page = api(model.owner).get(f"{URL}/evaluations", {"pageSize": 2}).data
     assert page["count"] == 3 and len(page["results"]) == 2 and page["results"][0]["id"] == response.data["id"]
     assert api(model.owner).get(URL).data["lastEvaluation"]["id"] == response.data["id"]
+
+
+def test_guardrail_requests_in_a_fresh_web_process_never_import_pandas_or_scipy(api, transactional_db):
+    """The evaluation is pure Python (the binomial tail with math): the web process that serves
+    GET/PUT guardrails and POST evaluate stays free of pandas and scipy."""
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    model = AIModelFactory(name="guarded")
+    grant(model.owner, model, Role.MAINTAINER)
+    version = ModelVersionFactory(model=model, status=VersionStatus.ACTIVE, activated_at=timezone.now())
+    ledger = [
+        Prediction(
+            model=model, version=version, source="bars", as_of=timezone.now(), horizon=5, breakout_window=20,
+            due_on=timezone.now(), features=[0.0], outputs={}, latency_ms=3.0, resolved_at=timezone.now(),
+            correct={"signal": i % 3 == 0, "risk": True, "pattern": True},
+        )
+        for i in range(120)
+    ]  # fmt: skip
+    Prediction.objects.bulk_create(ledger)
+    database = {k: connection.settings_dict[k] for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")}
+    script = f"""
+import json, os, sys
+import tests.settings
+tests.settings.DATABASES["default"].update(json.loads(os.environ["TEST_DATABASE"]))
+import techanal.asgi  # the whole web stack
+from rest_framework.test import APIClient
+client = APIClient(SERVER_NAME="localhost", HTTP_AUTHORIZATION="Bearer " + os.environ["TOKEN"])
+answers = [
+    client.put("{URL}", {{"enabled": True}}, format="json").status_code,
+    client.post("{URL}/evaluate").status_code,
+    client.get("{URL}").status_code,
+    client.get("{URL}/evaluations").status_code,
+]
+print(json.dumps({{"answers": answers, "loaded": [m for m in ("pandas", "scipy") if m in sys.modules]}}))
+"""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TEST_DATABASE": json.dumps(database),
+        "TOKEN": str(RefreshToken.for_user(model.owner).access_token),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"answers": [200, 200, 200, 200], "loaded": []}
+    evaluation = GuardrailEvaluation.objects.get()
+    assert evaluation.verdict == "breach" and evaluation.action == "alert_only"  # signal 1/3 right, nothing older
