@@ -11,6 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from models_mgmt.choices import AlertKind, AlertStatus, GuardrailAction, GuardrailTrigger, VersionStatus
@@ -20,6 +21,7 @@ from models_mgmt.selectors import automatic_change_blocked
 from models_mgmt.services.versions import _activate_if_better
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory
 
+pytestmark = pytest.mark.django_db
 WINDOW_S = 600
 
 
@@ -47,7 +49,7 @@ def webhook(settings):
 
 
 @pytest.fixture
-def guarded(db):
+def guarded():
     """v1.0.0 served for a month, then v1.1.0 activated a week ago; an enabled policy."""
     model = AIModelFactory(name="guarded")
     now = timezone.now()
@@ -206,3 +208,32 @@ def test_the_schedule_reads_enabled_policies_only_and_a_disabled_one_never_acts(
     assert model.versions.get(status=VersionStatus.ACTIVE) == new
     GuardrailPolicy.objects.filter(pk=policy.pk).update(enabled=True)
     assert guardrail_checks_run() == [("guarded", "breach", "rolled_back")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_evaluations_at_once_roll_back_once(guarded):
+    """Four evaluations released together, each on its own connection: the model row lock makes
+    them one after another, and only the first finds the degraded version still active."""
+    model, old, new, _policy = guarded
+    ledger(new, 80, correct_share=0.2)
+    barrier = threading.Barrier(4)
+    outcomes: list = []
+
+    def evaluate() -> None:
+        try:
+            barrier.wait()
+            outcomes.append(guardrail_evaluate(model=model, trigger=GuardrailTrigger.SCHEDULE).action)
+        except BaseException as exc:
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=evaluate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == [GuardrailAction.NONE] * 3 + [GuardrailAction.ROLLED_BACK]
+    assert model.versions.get(status=VersionStatus.ACTIVE) == old
+    assert Alert.objects.filter(kind=AlertKind.GUARDRAIL_BREACH).count() == 1
+    assert AuditEvent.objects.filter(action="version.activated").count() == 1
