@@ -1,4 +1,4 @@
-"""A healthy version replayed over a year of real S&P 500 bars (arch's built-in series) through
+"""A healthy version, and a deliberately degraded one, replayed over real S&P 500 bars (arch's built-in series) through
 the real paths: bars appended through the API, predictions served through the API, the resolver
 task the queue runs after an append (which then evaluates the guardrails), and the schedule. No
 breach, no rollback, and the accuracy check does get to judge (it is not vacuously inconclusive)."""
@@ -6,6 +6,7 @@ breach, no rollback, and the accuracy check does get to judge (it is not vacuous
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import pytest
 import torch
@@ -79,3 +80,64 @@ def test_a_healthy_replay_over_a_year_of_bars_triggers_no_rollback(api, healthy)
     assert model.versions.get(status=VersionStatus.ACTIVE).version == "v1.0.0"
     assert GuardrailPolicy.objects.get(model=model).cooldown_until is None
     assert not Alert.objects.filter(model=model).exists()
+
+
+def degraded_copy(version, directory):
+    """The version's artifact with its probabilities turned around (1 - p): the same validation
+    record, deliberately wrong live."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    shutil.copytree(version.artifact_path, directory)
+    graph_path = directory / "model.onnx"
+    graph = onnx.load(str(graph_path))
+    name = graph.graph.output[0].name
+    for node in graph.graph.node:
+        for i, output in enumerate(node.output):
+            if output == name:
+                node.output[i] = f"{name}_as_trained"
+    graph.graph.initializer.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), "degraded_one"))
+    graph.graph.node.append(helper.make_node("Sub", ["degraded_one", f"{name}_as_trained"], [name]))
+    onnx.save(graph, str(graph_path))
+    return str(directory)
+
+
+def test_a_degraded_version_replayed_rolls_back_within_two_evaluations(api, healthy, tmp_path):
+    model, maintainer = healthy, UserFactory(role=Role.MAINTAINER)
+    grant(maintainer, model, Role.VIEWER)
+    client = api(maintainer)
+    trained = model.versions.get(version="v1.0.0")
+    ModelVersionFactory(
+        model=model, version="v1.1.0", dataset=trained.dataset, performance_metrics=trained.performance_metrics,
+        metadata=trained.metadata, checksum="degraded", artifact_path=degraded_copy(trained, tmp_path / "degraded"),
+    )  # fmt: skip
+    activated = api(model.owner).post(f"/api/model-management/models/{model.name}/versions/v1.1.0/activate")
+    assert activated.status_code == 200, activated.data
+
+    judged, seen = [], 0  # the actions of the evaluations with at least minResolved resolved predictions
+    month = dt.date(2005, 7, 1)
+    while month < dt.date(2006, 7, 1) and judged[-1:] != ["rolled_back"]:
+        end = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        bars = bar_dicts(month, end)
+        assert (
+            client.post("/api/model-management/datasets/calm-sp500/bars", {"bars": bars}, format="json").status_code
+            == 200
+        )
+        tasks.predictions_resolve(model.default_dataset_id)
+        for evaluation in GuardrailEvaluation.objects.filter(model=model, pk__gt=seen).order_by("id"):
+            seen = evaluation.pk
+            if min(t["count"] for t in evaluation.checks["accuracy"]["tasks"]) >= 50:
+                judged.append(evaluation.action)
+        for bar in bars:
+            body = {"dataset": "calm-sp500", "asOf": bar["date"]}
+            served = client.post(f"/api/model-management/models/{model.name}/predict", body, format="json")
+            assert served.status_code == 200, served.data
+        month = end + dt.timedelta(days=1)
+
+    assert judged in (["rolled_back"], ["none", "rolled_back"]), judged
+    assert model.versions.get(status=VersionStatus.ACTIVE).version == "v1.0.0"
+    evaluation = GuardrailEvaluation.objects.get(action=GuardrailAction.ROLLED_BACK)
+    assert evaluation.version.version == "v1.1.0" and evaluation.trigger == "bars"
+    assert any(row["check"] == "accuracy" for row in evaluation.checks["evidence"])
+    assert Alert.objects.filter(model=model, kind="guardrail_breach", status="open").count() == 1
