@@ -49,7 +49,10 @@ def _number(name: str, value: Any) -> tuple[Any, str | None]:
         return None, "a whole number" if kind is int else "a number"
     if kind is int and not (isinstance(value, int) or float(value).is_integer()):
         return None, "a whole number"
-    number = kind(value)
+    try:
+        number = kind(value)
+    except (OverflowError, ValueError):  # 10**400 as a float, inf as an int
+        return None, f"between {low:g} and {high:g}"
     if number != number or not low <= number <= high:  # NaN fails too
         return None, f"between {low:g} and {high:g}"
     return number, None
