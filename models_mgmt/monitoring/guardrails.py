@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -260,6 +261,12 @@ def _decide(
     target = selectors.last_healthy_version(model, active)
     if target is None:
         return GuardrailAction.ALERT_ONLY, None, "no earlier healthy version to roll back to: alert only"
+    if not settings.MODEL_VERSIONING_ENABLED:
+        return (
+            GuardrailAction.ALERT_ONLY,
+            None,
+            "model versioning is disabled (MODEL_VERSIONING_ENABLED=false): alert only",
+        )
     if model.family == LLM_LORA.name and ollama.client() is not None:
         return (
             GuardrailAction.ALERT_ONLY,

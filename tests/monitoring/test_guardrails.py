@@ -116,6 +116,7 @@ def test_a_degraded_replay_rolls_back_within_two_evaluations(guarded, webhook):
     feed = ProgressEvent.objects.filter(model=model, type="alert").get()
     assert feed.payload["kind"] == "guardrail_breach" and feed.payload["state"] == "open"
     assert ProgressEvent.objects.filter(model=model, type="version.activated", payload__reason="guardrail").exists()
+    assert ProgressEvent.objects.filter(model=model, type="guardrail", payload__rolledBackTo="v1.0.0").exists()
     posted = [json.loads(b) for b in webhook]
     assert [p["kind"] for p in posted] == ["guardrail_breach"]
     assert posted[0]["guardrail"]["rolledBackTo"] == "v1.0.0" and posted[0]["guardrail"]["evidence"]
@@ -237,3 +238,14 @@ def test_evaluations_at_once_roll_back_once(guarded):
     assert model.versions.get(status=VersionStatus.ACTIVE) == old
     assert Alert.objects.filter(kind=AlertKind.GUARDRAIL_BREACH).count() == 1
     assert AuditEvent.objects.filter(action="version.activated").count() == 1
+
+
+def test_with_versioning_switched_off_a_breach_alerts_only(guarded, settings):
+    model, _old, new, _policy = guarded
+    settings.MODEL_VERSIONING_ENABLED = False
+    ledger(new, 80, correct_share=0.2)
+    evaluation = guardrail_evaluate(model=model, trigger=GuardrailTrigger.SCHEDULE)
+    assert (evaluation.verdict, evaluation.action) == ("breach", GuardrailAction.ALERT_ONLY)
+    assert "MODEL_VERSIONING_ENABLED" in evaluation.detail
+    assert model.versions.get(status=VersionStatus.ACTIVE) == new
+    assert AuditEvent.objects.get(action="guardrail.breached").after["evidence"]
