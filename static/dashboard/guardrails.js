@@ -1,6 +1,7 @@
 /* Guardrails panel of the Monitoring tab: the selected model's policy (editable by those who may
  * activate versions; the API decides), its cooldown, last evaluations and rollbacks, all from
- * GET/PUT models/:name/guardrails, GET .../evaluations and POST .../evaluate. */
+ * GET/PUT models/:name/guardrails, GET .../evaluations and POST .../evaluate; refreshed when the
+ * model's feed reports a rollback, an alert or an activation. */
 (function () {
   "use strict";
   var TA = window.TA;
@@ -93,12 +94,18 @@
     });
   }
 
-  function load() {
-    state.textContent = "loading…";
-    state.removeAttribute("data-enabled");
+  // What a person is typing is never re-rendered away by a refresh from the feed.
+  var dirty = false;
+  form.addEventListener("input", function () { dirty = true; });
+
+  function load(keepEdits) {
+    if (!keepEdits) {
+      state.textContent = "loading…";
+      state.removeAttribute("data-enabled");
+    }
     TA.api(path()).then(function (result) {
       if (!result.ok) { state.textContent = (result.data && result.data.detail) || "not available"; return; }
-      renderForm(result.data);
+      if (!(keepEdits && dirty)) { renderForm(result.data); dirty = false; }
       renderState(result.data);
     });
     TA.api(path("/evaluations?pageSize=10")).then(function (result) {
@@ -141,6 +148,18 @@
     });
     save(body);
   });
-  picker.addEventListener("change", load);
+  // A rollback, an alert or an activation on the model's feed: read the panel again (once per burst).
+  var feed = null, pending = null;
+  function follow() {
+    if (feed) feed.close();
+    feed = new TA.ModelFeed(picker.value, function (event) {
+      if (event.stream !== "model" || ["guardrail", "alert", "version.activated"].indexOf(event.type) < 0) return;
+      clearTimeout(pending);
+      pending = setTimeout(function () { load(true); }, 300);
+    });
+  }
+
+  picker.addEventListener("change", function () { dirty = false; load(); follow(); });
   load();
+  follow();
 })();
