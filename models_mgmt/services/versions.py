@@ -217,8 +217,8 @@ def model_version_register(
 
 def _activate_if_better(job: TrainingJob, version: ModelVersion, rival: dict | None) -> None:
     """Activate the new version when its overallScore beats the active one's on the same window."""
-    if automatic_change_blocked(job.model, version):
-        logger.info("%s not activated automatically: a guardrail cooldown runs on %s", version.version, job.model.name)
+    if automatic_change_blocked(job.model, version):  # a guardrail cooldown, or a version a guardrail rolled back
+        logger.info("%s of %s not activated automatically: guardrails block it", version.version, job.model.name)
         return
     active = ModelVersion.objects.filter(model=job.model, status=VersionStatus.ACTIVE).first()
     if active is not None:
