@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from django.db import connections
 from django.utils import timezone
+from django_q.models import Schedule
 
 from models_mgmt.choices import AlertKind, AlertStatus, GuardrailAction, GuardrailTrigger, VersionStatus
 from models_mgmt.models import Alert, AuditEvent, GuardrailEvaluation, GuardrailPolicy, Prediction, ProgressEvent
@@ -249,3 +250,9 @@ def test_with_versioning_switched_off_a_breach_alerts_only(guarded, settings):
     assert "MODEL_VERSIONING_ENABLED" in evaluation.detail
     assert model.versions.get(status=VersionStatus.ACTIVE) == new
     assert AuditEvent.objects.get(action="guardrail.breached").after["evidence"]
+
+
+def test_the_migration_schedules_the_guardrail_checks():
+    schedule = Schedule.objects.get(name="techanal: guardrail checks")
+    assert schedule.func == "models_mgmt.tasks.guardrail_checks_run" and schedule.minutes == 15
+    assert schedule.repeats == -1 and schedule.schedule_type == "I"
