@@ -13,9 +13,22 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from models_mgmt.engine.families import FAMILIES
-from models_mgmt.models import AIModel, AuditEvent, Bar, BaseModel, Dataset, ModelVersion, TrainingEpoch, TrainingJob
+from models_mgmt.errors import InvalidInput
+from models_mgmt.models import (
+    AIModel,
+    AuditEvent,
+    Bar,
+    BaseModel,
+    Dataset,
+    GuardrailEvaluation,
+    GuardrailPolicy,
+    ModelVersion,
+    TrainingEpoch,
+    TrainingJob,
+)
 from models_mgmt.services import ServiceError, ai_model_create, ai_model_delete, ai_model_update
 from models_mgmt.services.ai_models import EDITABLE_FIELDS
+from models_mgmt.services.guardrails import POLICY_NUMBERS, guardrail_policy_update, guardrail_policy_validate
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -167,3 +180,65 @@ class BaseModelAdmin(ReadOnlyAdmin):
 
     list_display = ("name", "ollama_tag", "architecture", "parameters", "path", "created_at")
     search_fields = ("name", "ollama_tag", "path")
+
+
+# The policy's fields under their API names: the admin form is checked and saved by the same service.
+POLICY_WIRE_NAMES = {"enabled": "enabled", "accuracy_tasks": "accuracyTasks"} | {
+    field: name for name, (field, *_) in POLICY_NUMBERS.items()
+}
+
+
+class GuardrailPolicyForm(forms.ModelForm):
+    class Meta:
+        model = GuardrailPolicy
+        fields = ("model", *POLICY_WIRE_NAMES)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        changes = {POLICY_WIRE_NAMES[f]: data[f] for f in POLICY_WIRE_NAMES if f in data}
+        try:
+            guardrail_policy_validate(self.instance, changes)
+        except InvalidInput as exc:
+            fields = {wire: field for field, wire in POLICY_WIRE_NAMES.items()}
+            for name, problems in (exc.fields or {}).items():
+                self.add_error(fields.get(name), problems)
+        return data
+
+
+@admin.register(GuardrailPolicy)
+class GuardrailPolicyAdmin(admin.ModelAdmin):
+    """Saved with guardrail_policy_update (validated, permission-checked, audited); the cooldown is
+    set by a rollback (PUT guardrails {"cooldownUntil": null} ends it)."""
+
+    form = GuardrailPolicyForm
+    list_display = ("model", "enabled", "accuracy_margin", "latency_p95_ms", "latency_m", "latency_n", "cooldown_until")
+    list_filter = ("enabled",)
+    list_select_related = ("model",)
+    readonly_fields = ("cooldown_until", "updated_at", "updated_by")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return self.readonly_fields if obj is None else ("model", *self.readonly_fields)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # switch it off instead: the evaluations keep their history
+
+    def save_model(self, request: HttpRequest, obj: GuardrailPolicy, form: forms.ModelForm, change: bool) -> None:
+        fields = [f for f in POLICY_WIRE_NAMES if f in form.changed_data or not change]
+        changes = {POLICY_WIRE_NAMES[f]: form.cleaned_data[f] for f in fields}
+        saved = guardrail_policy_update(actor=request.user, model=obj.model, changes=changes)
+        obj.pk, obj._state = saved.pk, saved._state
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except ServiceError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+@admin.register(GuardrailEvaluation)
+class GuardrailEvaluationAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "model", "version", "trigger", "verdict", "action", "rolled_back_to")
+    list_filter = ("verdict", "action", "trigger")
+    search_fields = ("model__name",)
+    list_select_related = ("model", "version", "rolled_back_to")

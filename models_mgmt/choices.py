@@ -113,9 +113,34 @@ class AlertKind(models.TextChoices):
     DATA_DRIFT = "data_drift", "Data drift"
     PREDICTION_DRIFT = "prediction_drift", "Prediction drift"
     PERFORMANCE_DRIFT = "performance_drift", "Performance drift"
+    GUARDRAIL_BREACH = "guardrail_breach", "Guardrail breach"
+
+
+# The kinds the scheduled drift check opens and clears with hysteresis; a guardrail breach is
+# opened by the guardrail evaluation and cleared by it (monitoring/guardrails.py).
+DRIFT_ALERT_KINDS = (AlertKind.DATA_DRIFT, AlertKind.PREDICTION_DRIFT, AlertKind.PERFORMANCE_DRIFT)
 
 
 class AlertStatus(models.TextChoices):
     OPEN = "open", "Open"
     ACKNOWLEDGED = "acknowledged", "Acknowledged"
     RESOLVED = "resolved", "Resolved"
+
+
+class GuardrailVerdict(models.TextChoices):
+    OK = "ok", "OK"
+    BREACH = "breach", "Breach"
+    INCONCLUSIVE = "inconclusive", "Inconclusive"  # too little evidence: never acts
+
+
+class GuardrailAction(models.TextChoices):
+    NONE = "none", "None"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ALERT_ONLY = "alert_only", "Alert only (nothing to roll back to)"
+    COOLDOWN = "cooldown", "Breach during the cooldown: no automatic change"
+
+
+class GuardrailTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule"
+    BARS = "bars", "After a bar append"
+    MANUAL = "manual", "Run by a person"

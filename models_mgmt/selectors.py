@@ -10,9 +10,10 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
+from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
-from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_VIEW, VersionStatus
+from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_VIEW, GuardrailAction, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.errors import NotFound
 from models_mgmt.models import (
@@ -22,6 +23,8 @@ from models_mgmt.models import (
     Bar,
     BaseModel,
     Dataset,
+    GuardrailEvaluation,
+    GuardrailPolicy,
     ModelVersion,
     Study,
     TrainingJob,
@@ -242,6 +245,48 @@ def base_model_get(user: UserLike, name: str) -> BaseModel:
     if base is None:
         raise NotFound(f"Base model '{name}' not found.")
     return base
+
+
+def guardrail_policy_of(model: AIModel) -> GuardrailPolicy | None:
+    """The model's stored policy (None: no guardrails); the caller already holds the model."""
+    return GuardrailPolicy.objects.filter(model=model).first()
+
+
+def guardrail_evaluation_list(user: UserLike, model_name: str) -> QuerySet[GuardrailEvaluation]:
+    model = ai_model_get(user, model_name)
+    return GuardrailEvaluation.objects.filter(model=model).select_related("version", "rolled_back_to", "model")
+
+
+def rolled_back_by_guardrail(version: ModelVersion) -> bool:
+    """True when a guardrail rolled back from this version: it is never promoted automatically again."""
+    return GuardrailEvaluation.objects.filter(version=version, action=GuardrailAction.ROLLED_BACK).exists()
+
+
+def automatic_change_blocked(model: AIModel, version: ModelVersion | None = None) -> bool:
+    """Whether an automatic change (a guardrail rollback, an automatic promotion) may not touch
+    `model` now: its guardrail cooldown runs, or `version` (the one to be promoted) was rolled back
+    by a guardrail. A person activating a version is never blocked by this."""
+    until = GuardrailPolicy.objects.filter(model=model).values_list("cooldown_until", flat=True).first()
+    if until is not None and until > timezone.now():
+        return True
+    return version is not None and rolled_back_by_guardrail(version)
+
+
+def last_healthy_version(model: AIModel, active: ModelVersion) -> ModelVersion | None:
+    """What a guardrail rolls back to: the version most recently active before `active` (each
+    activation stamps `activated_at`) that a guardrail did not roll back from and that still has
+    its artifact."""
+    rolled_back = GuardrailEvaluation.objects.filter(
+        model=model, action=GuardrailAction.ROLLED_BACK, version__isnull=False
+    )
+    return (
+        model.versions.filter(status=VersionStatus.DEPRECATED, activated_at__isnull=False)
+        .exclude(pk=active.pk)
+        .exclude(artifact_path="")
+        .exclude(pk__in=rolled_back.values("version_id"))
+        .order_by("-activated_at", "-created_at")
+        .first()
+    )
 
 
 def alert_list(user: UserLike, model_name: str, status: str | None = None) -> QuerySet[Alert]:

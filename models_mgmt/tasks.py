@@ -17,6 +17,8 @@ from django.db import connection
 from models_mgmt.choices import JobStatus
 from models_mgmt.monitoring.alerts import monitoring_checks_run as _monitoring_checks_run
 from models_mgmt.monitoring.drift import drift_reports_warm as _drift_reports_warm
+from models_mgmt.monitoring.guardrails import guardrail_checks_after_bars
+from models_mgmt.monitoring.guardrails import guardrail_checks_run as _guardrail_checks_run
 from models_mgmt.monitoring.predictions import predictions_resolve as _predictions_resolve
 from models_mgmt.services.training_jobs import training_job_requeue
 from models_mgmt.training.progress import JobProgress
@@ -26,6 +28,7 @@ from models_mgmt.training.worker import Outcome, training_job_execute
 logger = logging.getLogger(__name__)
 __all__ = [
     "drift_reports_warm",
+    "guardrail_checks_run",
     "monitoring_checks_run",
     "predictions_resolve",
     "training_job_run",
@@ -81,7 +84,16 @@ def training_jobs_reap() -> list[tuple[int, str]]:
 
 
 def predictions_resolve(dataset_id: int | None = None) -> int:
-    return _predictions_resolve(dataset_id=dataset_id)
+    """After a bar append (`dataset_id`): resolve what the bars complete, then evaluate the
+    guardrails of the models those predictions belong to, so a breach acts on the new labels."""
+    resolved = _predictions_resolve(dataset_id=dataset_id)
+    if dataset_id is not None:
+        guardrail_checks_after_bars(dataset_id)
+    return resolved
+
+
+def guardrail_checks_run() -> list[tuple[str, str, str]]:
+    return _guardrail_checks_run()
 
 
 def monitoring_checks_run() -> list[tuple[str, str]]:

@@ -317,6 +317,8 @@ MONITORING_ALERT_RAISE_AFTER = env.int("MONITORING_ALERT_RAISE_AFTER", default=2
 MONITORING_ALERT_CLEAR_AFTER = env.int("MONITORING_ALERT_CLEAR_AFTER", default=3)
 MONITORING_CHECK_MINUTES = env.int("MONITORING_CHECK_MINUTES", default=60)
 MONITORING_RESOLVE_MINUTES = env.int("MONITORING_RESOLVE_MINUTES", default=5)
+# How often the schedule evaluates the guardrail policies (they also run after each bar append).
+GUARDRAIL_CHECK_MINUTES = env.int("GUARDRAIL_CHECK_MINUTES", default=15)
 MONITORING_PREDICT_MAX_BARS = env.int("MONITORING_PREDICT_MAX_BARS", default=1000)
 # A drift report's data and prediction sections are cached per version, window and state of the
 # dataset's bars (new bars or another active version make a new key); entries expire after this.

@@ -7,7 +7,15 @@ from django.contrib.auth.models import Permission
 from guardian.shortcuts import get_perms
 
 from models_mgmt.choices import JobStatus, Role
-from models_mgmt.models import AIModel, AuditEvent, Dataset, ModelVersion, TrainingJob
+from models_mgmt.models import (
+    AIModel,
+    AuditEvent,
+    Dataset,
+    GuardrailEvaluation,
+    GuardrailPolicy,
+    ModelVersion,
+    TrainingJob,
+)
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory
 
 ADMIN = "/admin/models_mgmt"
@@ -118,3 +126,49 @@ def test_rows_only_services_write_cannot_be_added_changed_or_deleted_in_admin(su
 def test_guardians_unaudited_object_permission_pages_are_not_offered(superuser_client):
     model = AIModelFactory(name="signal")
     assert superuser_client.get(f"{ADMIN}/aimodel/{model.pk}/permissions/").status_code in (302, 404)
+
+
+def policy_form(model: AIModel, **overrides) -> dict:
+    data = {
+        "model": model.pk, "enabled": "on", "accuracy_tasks": '["signal", "risk"]', "accuracy_margin": "0.05",
+        "accuracy_min_resolved": "50", "accuracy_alpha": "0.05", "latency_p95_ms": "250",
+        "latency_window_minutes": "15", "latency_min_requests": "20", "latency_m": "3", "latency_n": "5",
+        "cooldown_hours": "24",
+    }  # fmt: skip
+    return {**data, **overrides}
+
+
+def test_a_guardrail_policy_is_added_and_edited_in_admin_through_the_service(superuser_client):
+    model = AIModelFactory(name="guarded")
+    response = superuser_client.post(f"{ADMIN}/guardrailpolicy/add/", policy_form(model))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    policy = GuardrailPolicy.objects.get(model=model)
+    assert policy.enabled and policy.accuracy_tasks == ["signal", "risk"]
+    response = superuser_client.post(
+        f"{ADMIN}/guardrailpolicy/{policy.pk}/change/", policy_form(model, latency_m="2", cooldown_until="2030-01-01")
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    policy.refresh_from_db()
+    assert policy.latency_m == 2 and policy.cooldown_until is None  # the cooldown is not editable here
+    events = AuditEvent.objects.filter(action="guardrail.policy_updated").order_by("id")
+    assert [e.actor for e in events] == [superuser_client.user] * 2 and events[1].after["latencyM"] == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("latency_m", "9"), ("accuracy_tasks", '["volume"]'), ("accuracy_alpha", "0.9")]
+)
+def test_a_bad_guardrail_policy_in_admin_shows_the_field_error(superuser_client, field, value):
+    model = AIModelFactory(name="guarded")
+    response = superuser_client.post(f"{ADMIN}/guardrailpolicy/add/", policy_form(model, **{field: value}))
+    assert response.status_code == 200
+    assert "errorlist" in response.content.decode()
+    assert not GuardrailPolicy.objects.exists()
+
+
+def test_guardrail_evaluations_are_read_only_in_admin(superuser_client):
+    model = AIModelFactory(name="guarded")
+    evaluation = GuardrailEvaluation.objects.create(model=model, trigger="manual", verdict="inconclusive")
+    assert superuser_client.get(f"{ADMIN}/guardrailevaluation/").status_code == 200
+    assert superuser_client.get(f"{ADMIN}/guardrailevaluation/add/").status_code == 403
+    page = superuser_client.get(f"{ADMIN}/guardrailevaluation/{evaluation.pk}/change/").content.decode()
+    assert 'name="_save"' not in page

@@ -2,6 +2,7 @@ from .ai_model import AIModel
 from .audit import AuditEvent
 from .base_model import BaseModel
 from .dataset import Bar, Dataset
+from .guardrail import GuardrailEvaluation, GuardrailPolicy
 from .monitoring import Alert, DriftReport, Prediction
 from .progress_event import ProgressEvent
 from .study import Study, StudyTrial
@@ -16,6 +17,8 @@ __all__ = [
     "BaseModel",
     "Dataset",
     "DriftReport",
+    "GuardrailEvaluation",
+    "GuardrailPolicy",
     "ModelVersion",
     "Prediction",
     "ProgressEvent",

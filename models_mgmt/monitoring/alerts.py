@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from models_mgmt.choices import PERM_MANAGE, AlertKind, AlertStatus, VersionStatus
+from models_mgmt.choices import DRIFT_ALERT_KINDS, PERM_MANAGE, AlertKind, AlertStatus, VersionStatus
 from models_mgmt.errors import Conflict, NotFound
 from models_mgmt.models import AIModel, Alert, DriftReport
 from models_mgmt.permissions import UserLike, require_model_perm
@@ -51,7 +51,7 @@ def monitoring_check(*, model: AIModel) -> DriftReport:
         )
         depth = max(settings.MONITORING_ALERT_RAISE_AFTER, settings.MONITORING_ALERT_CLEAR_AFTER)
         history = list(DriftReport.objects.filter(model=model).order_by("-created_at", "-id")[:depth])
-        for kind in AlertKind.values:
+        for kind in DRIFT_ALERT_KINDS:
             flags = [bool(r.conditions.get(kind)) for r in history]
             unresolved = Alert.objects.filter(
                 model=model, kind=kind, status__in=[AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED]

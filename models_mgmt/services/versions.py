@@ -16,6 +16,7 @@ from models_mgmt.errors import Conflict, NotFound, Unavailable
 from models_mgmt.models import AIModel, ModelVersion, TrainingJob
 from models_mgmt.permissions import UserLike, require_model_perm
 from models_mgmt.realtime.events import publish_model_event
+from models_mgmt.selectors import automatic_change_blocked
 
 from .audit import audit_record
 from .queue import WARM_DRIFT_REPORTS, task_enqueue
@@ -216,6 +217,9 @@ def model_version_register(
 
 def _activate_if_better(job: TrainingJob, version: ModelVersion, rival: dict | None) -> None:
     """Activate the new version when its overallScore beats the active one's on the same window."""
+    if automatic_change_blocked(job.model, version):  # a guardrail cooldown, or a version a guardrail rolled back
+        logger.info("%s of %s not activated automatically: guardrails block it", version.version, job.model.name)
+        return
     active = ModelVersion.objects.filter(model=job.model, status=VersionStatus.ACTIVE).first()
     if active is not None:
         if rival is None or rival["version"] != active.version:

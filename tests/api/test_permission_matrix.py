@@ -64,6 +64,10 @@ ENDPOINTS = [
     Endpoint("post", f"{BASE}/predict", PERM_VIEW, 200, {"dataset": "sample", "asOf": "2020-10-01"}),
     Endpoint("get", f"{BASE}/alerts", PERM_VIEW, 200),
     Endpoint("post", f"{BASE}/alerts/777/acknowledge", PERM_MANAGE, 200),
+    Endpoint("get", f"{BASE}/guardrails", PERM_VIEW, 200),
+    Endpoint("put", f"{BASE}/guardrails", PERM_ACTIVATE, 200, {"enabled": True, "latencyM": 2}),
+    Endpoint("get", f"{BASE}/guardrails/evaluations", PERM_VIEW, 200),
+    Endpoint("post", f"{BASE}/guardrails/evaluate", PERM_ACTIVATE, 200),
 ]
 
 

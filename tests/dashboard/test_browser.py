@@ -205,6 +205,19 @@ def test_trainer_maintainer_and_viewer_in_the_browser(server, people, browser):
             " && document.querySelector(\".monitor-row [data-role=alerts]\").textContent !== 'loading…'"
         )
         assert row.locator("[data-role=drift]").inner_text() != ""
+        # the guardrails panel: a field error beside its input, then a saved policy and an evaluation
+        page.locator("#guardrails-model").select_option(MODEL)
+        page.wait_for_selector("#guardrails-actions button[type=submit]")
+        page.locator("#guardrail-latencyM").fill("9")
+        maintainer.expected.append("400")
+        page.locator("#guardrails-actions button[type=submit]").click()
+        page.wait_for_selector("#guardrails [data-field=latencyM]:has-text('at most latencyN')")
+        page.locator("#guardrail-latencyM").fill("2")
+        page.locator("#guardrail-enabled").check()
+        page.locator("#guardrails-actions button[type=submit]").click()
+        page.wait_for_selector("#guardrails-state[data-enabled=true]")
+        page.get_by_role("button", name="Evaluate now").click()
+        page.wait_for_selector("#guardrails-evaluations td:has-text('manual')")
         maintainer.shot("monitoring-1280")
 
         # --- a viewer sees everything but no start or activate control ---------------------
@@ -223,6 +236,9 @@ def test_trainer_maintainer_and_viewer_in_the_browser(server, people, browser):
         assert page.locator(".version-card").count() == 2
         assert page.locator("[data-action=activate]").count() == 0
         viewer.open("/model-management/monitoring/")
+        page.wait_for_selector("#guardrails-state[data-enabled=true]")
+        assert page.locator("#guardrails-actions button").count() == 0
+        assert page.locator("#guardrail-latencyM").is_disabled()
         viewer.shot("monitoring-800-viewer")
 
         for session in sessions:

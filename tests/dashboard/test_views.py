@@ -202,3 +202,9 @@ def test_the_site_serves_a_favicon(client, db):
     assert response.status_code == 200
     assert response["Content-Type"] == "image/x-icon"
     assert b"".join(response.streaming_content)[:4] == b"\x00\x00\x01\x00"  # an ICO header
+
+
+def test_monitoring_has_a_guardrails_panel_with_every_visible_model(model):
+    html = signed_in(Role.VIEWER, model).get("/model-management/monitoring/").content.decode()
+    assert 'id="guardrails"' in html and 'src="/static/dashboard/guardrails.js"' in html
+    assert '<option value="dash-model">dash-model</option>' in html
