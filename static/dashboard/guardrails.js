@@ -98,17 +98,26 @@
   var dirty = false;
   form.addEventListener("input", function () { dirty = true; });
 
+  // Each read is numbered: an answer that arrives after a newer read began (another model picked,
+  // a save, a feed refresh) is dropped, so a slow answer never re-renders the form over what the
+  // person typed since. data-ready marks the form as the picked model's, rendered.
+  var generation = 0;
   function load(keepEdits) {
+    var mine = ++generation;
     if (!keepEdits) {
       state.textContent = "loading…";
       state.removeAttribute("data-enabled");
+      form.removeAttribute("data-ready");
     }
     TA.api(path()).then(function (result) {
+      if (mine !== generation) return;
       if (!result.ok) { state.textContent = (result.data && result.data.detail) || "not available"; return; }
       if (!(keepEdits && dirty)) { renderForm(result.data); dirty = false; }
       renderState(result.data);
+      form.setAttribute("data-ready", picker.value);
     });
     TA.api(path("/evaluations?pageSize=10")).then(function (result) {
+      if (mine !== generation) return;
       renderEvaluations(result.ok && result.data ? result.data.results : []);
     });
   }

@@ -207,7 +207,7 @@ def test_trainer_maintainer_and_viewer_in_the_browser(server, people, browser):
         assert row.locator("[data-role=drift]").inner_text() != ""
         # the guardrails panel: a field error beside its input, then a saved policy and an evaluation
         page.locator("#guardrails-model").select_option(MODEL)
-        page.wait_for_selector("#guardrails-actions button[type=submit]")
+        page.wait_for_selector(f"#guardrails-form[data-ready='{MODEL}'] #guardrails-actions button[type=submit]")
         page.locator("#guardrail-latencyM").fill("9")
         maintainer.expected.append("400")
         page.locator("#guardrails-actions button[type=submit]").click()
