@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from models_mgmt.models import JobCost
-from models_mgmt.selectors import CostTotal
+from models_mgmt.models import JobCost, TrainingJob
+from models_mgmt.selectors import CostTotal, job_cost_of
 
 
 class JobCostSerializer(serializers.ModelSerializer):
@@ -33,6 +34,25 @@ class JobCostSerializer(serializers.ModelSerializer):
             "cpuHour", "gpuHour", "priceCard", "final", "updatedAt",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+def job_cost_data(job: TrainingJob) -> dict[str, Any] | None:
+    """The job's cost; None for a job that never started (no query: only a claimed job is costed)."""
+    if job.started_at is None:
+        return None
+    cost = job_cost_of(job)
+    return None if cost is None else dict(JobCostSerializer(cost).data)
+
+
+@extend_schema_field(JobCostSerializer(allow_null=True))
+class JobCostField(serializers.Field):
+    """A job's cost (null: it never ran); `source` is the job ("*": the object serialized)."""
+
+    def __init__(self, source: str = "*", **kwargs: Any) -> None:
+        super().__init__(source=source, read_only=True, allow_null=True, **kwargs)
+
+    def to_representation(self, value: TrainingJob) -> dict[str, Any] | None:
+        return job_cost_data(value)
 
 
 class CostTotalSerializer(serializers.Serializer):

@@ -50,7 +50,7 @@ from models_mgmt.services.training_config import (
     training_config_resolve,
 )
 
-from .cost_serializers import CostTotalSerializer, JobCostSerializer, cost_total_data
+from .cost_serializers import CostTotalSerializer, JobCostField, cost_total_data
 
 
 class StrictSerializer(serializers.Serializer):
@@ -450,7 +450,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     heartbeatAt = serializers.DateTimeField(source="heartbeat_at", allow_null=True)
     study = serializers.IntegerField(source="study_id", allow_null=True, help_text="the study of a trial or final run")
     studyRole = serializers.CharField(source="study_role", help_text='"" (a fine-tune), "trial" or "final"')
-    cost = JobCostSerializer(read_only=True, allow_null=True, help_text="null: the job never ran")
+    cost = JobCostField(help_text="null: the job never ran")
 
     class Meta:
         model = TrainingJob
@@ -835,7 +835,7 @@ class StudyTrialSerializer(serializers.ModelSerializer):
     startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
     durationS = serializers.SerializerMethodField()
-    cost = JobCostSerializer(source="job.cost", read_only=True, allow_null=True)
+    cost = JobCostField(source="job", help_text="the trial job's cost; null: it never ran")
 
     class Meta:
         model = StudyTrial

@@ -103,7 +103,10 @@ def job_cost_record(*, job: TrainingJob, sample: CostSample, final: bool = False
 
 
 def job_cost_close(job: TrainingJob) -> None:
-    """The job ended (in the transaction that ended it): its cost keeps its last figures, final."""
+    """The job ended (in the transaction that ended it): its cost keeps its last figures, final.
+    A job that never started (stopped while queued) was never costed: nothing to close."""
+    if job.started_at is None:
+        return
     JobCost.objects.filter(job=job, final=False).update(final=True, updated_at=timezone.now())
 
 

@@ -143,7 +143,12 @@ def study_with_trials(model) -> tuple[Study, list[TrainingJob]]:
         ]
     ):
         job = TrainingJobFactory(
-            model=model, dataset=model.default_dataset, study=study, study_role=StudyRole.TRIAL, status=status
+            model=model,
+            dataset=model.default_dataset,
+            study=study,
+            study_role=StudyRole.TRIAL,
+            status=status,
+            started_at=None if cpu is None else timezone.now(),
         )
         StudyTrial.objects.create(study=study, job=job, number=number, state=state)
         if cpu is not None:
@@ -172,7 +177,9 @@ def test_a_version_costs_its_lineage(api, ai_model):
     child = ModelVersionFactory(model=ai_model, version="v1.1.0", parent=parent)
     ModelVersionFactory(model=ai_model, version="v2.0.0")  # another line: not counted
     for version, cpu in ((parent, 3600.0), (child, 7200.0)):
-        job = TrainingJobFactory(model=ai_model, dataset=ai_model.default_dataset, status=JobStatus.SUCCEEDED)
+        job = TrainingJobFactory(
+            model=ai_model, dataset=ai_model.default_dataset, status=JobStatus.SUCCEEDED, started_at=timezone.now()
+        )
         TrainingJob.objects.filter(pk=job.pk).update(version=version)
         job.refresh_from_db()
         job_cost_record(job=job, sample=CostSample(wall_s=cpu, cpu_s=cpu), final=True)
