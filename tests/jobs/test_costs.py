@@ -11,15 +11,17 @@ import pytest
 from django.utils import timezone
 
 from models_mgmt.choices import JobStatus, Role, StudyRole, TrialState
-from models_mgmt.engine.metering import CostSample, Meter, ProcessTimes
+from models_mgmt.engine.metering import CostSample, Meter, ProcessTimes, usable_cpus
 from models_mgmt.errors import InvalidInput
-from models_mgmt.models import JobCost, PriceCard, Study, StudyTrial, TrainingJob
+from models_mgmt.models import JobCost, ModelVersion, PriceCard, Study, StudyTrial, TrainingJob
 from models_mgmt.selectors import study_cost
-from models_mgmt.services.job_costs import job_cost_carried, job_cost_record, price_card_create
+from models_mgmt.services.job_costs import cost_amount, job_cost_carried, job_cost_record, price_card_create
 from models_mgmt.services.training_jobs import training_job_claim, training_job_finish
 from models_mgmt.training.progress import JobProgress
 from models_mgmt.training.reaper import training_jobs_reap
+from models_mgmt.training.worker import training_job_execute
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory, grant
+from tests.jobs.helpers import start
 
 pytestmark = pytest.mark.django_db
 API = "/api/model-management"
@@ -237,3 +239,37 @@ def test_model_cost_of_a_model_the_caller_may_not_see_is_404(api, ai_model):
     other = AIModelFactory(name="other-model")
     grant(stranger, other, Role.VIEWER)
     assert api(stranger).get(f"{API}/models/other-model/cost").status_code == 200
+
+
+def test_a_real_job_and_a_real_study_are_costed_through_the_worker(api, sp500_model):
+    """A real run in this process: CPU seconds never exceed wall x the usable CPUs; units are
+    samples x epochs; every trial of a study is costed and the study's cost is their sum."""
+    import torch
+
+    torch.set_num_threads(1)
+    outcome = training_job_execute(job_id=start(api, sp500_model, {"epochs": 2, "startDate": "2016-01-01"}))
+    version = ModelVersion.objects.get(model=sp500_model, version=outcome.version)
+    cost = JobCost.objects.get(job__version=version)
+    assert cost.final and cost.wall_seconds > 0 and 0 < cost.cpu_seconds <= cost.wall_seconds * usable_cpus()
+    assert cost.peak_rss_bytes > 0 and cost.gpu_seconds == 0.0
+    assert (cost.units, cost.unit_kind) == (version.training_data_size * version.metadata["epochs"], "samples")
+    assert cost.amount == cost_amount(
+        cpu_seconds=cost.cpu_seconds, gpu_seconds=0.0, cpu_hour=Decimal("0.05"), gpu_hour=Decimal("2.50")
+    )
+
+    body = {
+        "space": {"dropout": {"low": 0.0, "high": 0.5}},
+        "nTrials": 2,
+        "parallelism": 1,
+        "config": {"epochs": 1, "startDate": "2014-01-01", "earlyStoppingPatience": 0, "walkForwardFolds": 2},
+    }
+    response = api(sp500_model.owner).post(f"{API}/models/{sp500_model.name}/studies", body, format="json")
+    assert response.status_code == 202, response.data
+    study = Study.objects.get(pk=response.data["id"])
+    while job := TrainingJob.objects.filter(study=study, status=JobStatus.QUEUED).order_by("id").first():
+        training_job_execute(job_id=job.pk)
+    trials = JobCost.objects.filter(job__study=study, job__study_role=StudyRole.TRIAL)
+    assert trials.count() == 2 and all(c.final and c.units > 0 for c in trials)
+    assert all(c.cpu_seconds <= c.wall_seconds * usable_cpus() for c in trials)
+    shown = api(sp500_model.owner).get(f"{API}/studies/{study.pk}").data["cost"]
+    assert shown["jobs"] == 2 and Decimal(shown["amounts"]["USD"]) == sum(c.amount for c in trials)
