@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from models_mgmt.engine.metering import SAMPLES, TOKENS
 
@@ -14,7 +15,7 @@ class PriceCard(models.Model):
     cpu_hour = models.DecimalField(max_digits=12, decimal_places=4, help_text="price of one CPU-hour")
     gpu_hour = models.DecimalField(max_digits=12, decimal_places=4, help_text="price of one GPU-hour")
     currency = models.CharField(max_length=3, help_text="ISO 4217 code, e.g. USD")
-    valid_from = models.DateTimeField(help_text="jobs that start at or after this use this card")
+    valid_from = models.DateTimeField(default=timezone.now, help_text="jobs that start at or after this use this card")
     note = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -119,6 +119,19 @@ def job_cost_finish(*, job_id: int, sample: CostSample, worker: str) -> JobCost 
         return job_cost_record(job=job, sample=sample, final=job.finished_at is not None)
 
 
+def price_card_validate(*, cpu_hour: Decimal, gpu_hour: Decimal, currency: str) -> None:
+    """InvalidInput naming each bad field (by its API name)."""
+    errors: dict[str, str] = {}
+    if cpu_hour < 0:
+        errors["cpuHour"] = "Must not be negative."
+    if gpu_hour < 0:
+        errors["gpuHour"] = "Must not be negative."
+    if len(currency) != 3 or not currency.isalpha():
+        errors["currency"] = "A three-letter ISO 4217 code, e.g. USD."
+    if errors:
+        raise InvalidInput("The price card is not valid.", fields=errors)
+
+
 @transaction.atomic
 def price_card_create(
     *,
@@ -131,15 +144,7 @@ def price_card_create(
 ) -> PriceCard:
     """A new version of the prices, valid from `valid_from` (now by default). Cards are never edited:
     the jobs costed with one keep it."""
-    errors: dict[str, str] = {}
-    if cpu_hour < 0:
-        errors["cpuHour"] = "Must not be negative."
-    if gpu_hour < 0:
-        errors["gpuHour"] = "Must not be negative."
-    if len(currency) != 3 or not currency.isalpha():
-        errors["currency"] = "A three-letter ISO 4217 code, e.g. USD."
-    if errors:
-        raise InvalidInput("The price card is not valid.", fields=errors)
+    price_card_validate(cpu_hour=cpu_hour, gpu_hour=gpu_hour, currency=currency)
     card = PriceCard.objects.create(
         cpu_hour=cpu_hour,
         gpu_hour=gpu_hour,
