@@ -229,14 +229,17 @@ class CostTotal:
 COST_COLUMNS = ("wall_seconds", "cpu_seconds", "gpu_seconds", "amount", "currency")
 
 
-def cost_total(costs: QuerySet[JobCost]) -> CostTotal:
-    """Summed here, not in SQL: SQLite would add the amounts as floats; these are exact Decimals."""
-    rows: Iterable[tuple[float, float, float, Decimal, str]] = costs.values_list(*COST_COLUMNS)
+def _cost_sum(rows: Iterable[tuple[float, float, float, Decimal, str]]) -> CostTotal:
     jobs, wall, cpu, gpu, amounts = 0, 0.0, 0.0, 0.0, dict[str, Decimal]()
     for row_wall, row_cpu, row_gpu, amount, currency in rows:
         jobs, wall, cpu, gpu = jobs + 1, wall + row_wall, cpu + row_cpu, gpu + row_gpu
         amounts[currency] = amounts.get(currency, Decimal(0)) + amount
     return CostTotal(jobs, wall, cpu, gpu, amounts)
+
+
+def cost_total(costs: QuerySet[JobCost]) -> CostTotal:
+    """Summed here, not in SQL: SQLite would add the amounts as floats; these are exact Decimals."""
+    return _cost_sum(costs.values_list(*COST_COLUMNS))
 
 
 def job_cost_of(job: TrainingJob) -> JobCost | None:
@@ -247,14 +250,28 @@ def job_cost_of(job: TrainingJob) -> JobCost | None:
         return None
 
 
+def version_lineage_costs(model: AIModel) -> dict[int, CostTotal]:
+    """Version id -> what the version and its ancestors (`parent`, back to the first) cost to train,
+    for every version of the model (2 queries)."""
+    parents = dict(ModelVersion.objects.filter(model=model).values_list("id", "parent_id"))
+    rows: dict[int, list[tuple[float, float, float, Decimal, str]]] = {}
+    costs = JobCost.objects.filter(job__model=model, job__version__isnull=False)
+    for version_id, *row in costs.values_list("job__version_id", *COST_COLUMNS):
+        rows.setdefault(version_id, []).append(tuple(row))  # type: ignore[arg-type]
+    totals = {}
+    for version_id in parents:
+        lineage: list[int] = []
+        current: int | None = version_id
+        while current is not None and current not in lineage:  # a cycle cannot be stored, but never loop
+            lineage.append(current)
+            current = parents.get(current)
+        totals[version_id] = _cost_sum(row for v in lineage for row in rows.get(v, []))
+    return totals
+
+
 def version_lineage_cost(version: ModelVersion) -> CostTotal:
-    """What the version and its ancestors (`parent`, back to the first) cost to train."""
-    lineage: list[int] = []
-    current: int | None = version.pk
-    while current is not None and current not in lineage:
-        lineage.append(current)
-        current = ModelVersion.objects.filter(pk=current).values_list("parent_id", flat=True).first()
-    return cost_total(JobCost.objects.filter(job__version_id__in=lineage))
+    """What the version and its ancestors cost to train (their jobs)."""
+    return version_lineage_costs(version.model).get(version.pk, CostTotal())
 
 
 def study_cost(study: Study) -> CostTotal:
