@@ -257,7 +257,7 @@ def version_lineage_costs(model: AIModel) -> dict[int, CostTotal]:
     rows: dict[int, list[tuple[float, float, float, Decimal, str]]] = {}
     costs = JobCost.objects.filter(job__model=model, job__version__isnull=False)
     for version_id, *row in costs.values_list("job__version_id", *COST_COLUMNS):
-        rows.setdefault(version_id, []).append(tuple(row))  # type: ignore[arg-type]
+        rows.setdefault(version_id, []).append(tuple(row))
     totals = {}
     for version_id in parents:
         lineage: list[int] = []

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -151,7 +152,7 @@ def price_card_create(
         currency=currency.upper(),
         valid_from=valid_from or timezone.now(),
         note=note,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=actor if isinstance(actor, User) else None,
     )
     audit_record(
         actor=actor,
