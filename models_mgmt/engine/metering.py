@@ -13,8 +13,9 @@ clock and fake process times and gets exact figures.
 * **Peak RSS** -- the process's high-water mark (`ru_maxrss`). A django-q2 worker runs many jobs in
   one process, so on Linux the mark is reset when the meter starts (`/proc/self/clear_refs`, "5");
   where that is not possible the figure is the process's peak so far, which may be an earlier job's.
-* **GPU seconds** -- wall seconds during which CUDA was initialised in this process, measured
-  between samples (so to the heartbeat's resolution). Untested on GPU hardware here.
+* **GPU seconds** -- wall seconds during which this process held tensors on a GPU (CUDA initialised
+  and memory allocated), counted between samples: an interval counts when the GPU is in use at its
+  end, so the figure is as fine as the heartbeat (0.4 s). Untested on GPU hardware so far.
 * **Units** -- the work done: samples x epochs, or tokens for language models; the worker sets
   them when the run's result says how many.
 """
@@ -75,13 +76,16 @@ def reset_peak_rss() -> bool:
 
 
 def cuda_in_use() -> bool:
-    """Whether this process has initialised CUDA. Never imports torch: a run that did not load it
-    used no GPU."""
+    """Whether this process holds tensors on a GPU now. Never imports torch (a run that did not load
+    it used no GPU), and does not count a CUDA context alone: a worker that once trained on the GPU
+    keeps its context for the CPU-only jobs after it."""
     torch = sys.modules.get("torch")
     if torch is None:
         return False
     try:
-        return bool(torch.cuda.is_initialized())
+        if not torch.cuda.is_initialized():
+            return False
+        return any(torch.cuda.memory_allocated(device) > 0 for device in range(torch.cuda.device_count()))
     except Exception:  # a broken or partial torch import: no GPU to count
         return False
 

@@ -3,12 +3,16 @@ real training run never uses more CPU seconds than wall seconds x the CPUs it ma
 
 from __future__ import annotations
 
+import sys
+from types import SimpleNamespace
+
 from models_mgmt.engine.metering import (
     SAMPLES,
     TOKENS,
     CostSample,
     Meter,
     ProcessTimes,
+    cuda_in_use,
     usable_cpus,
     work_units,
 )
@@ -82,3 +86,16 @@ def test_cpu_seconds_never_exceed_wall_times_cores_on_a_real_run(bars, spec, tmp
     assert samples[-1].cpu_s > 0 and samples[-1].peak_rss_bytes > 0
     for sample in samples:
         assert sample.cpu_s <= sample.wall_s * usable_cpus()
+
+
+def test_the_gpu_counts_while_this_process_holds_tensors_on_it_not_for_a_context_alone(monkeypatch):
+    allocated = {0: 0, 1: 0}
+    cuda = SimpleNamespace(
+        is_initialized=lambda: True, device_count=lambda: 2, memory_allocated=lambda device: allocated[device]
+    )
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+    assert not cuda_in_use()  # a context left by an earlier job, nothing allocated
+    allocated[1] = 4096
+    assert cuda_in_use()
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=SimpleNamespace(is_initialized=lambda: False)))
+    assert not cuda_in_use()
