@@ -226,7 +226,13 @@ def test_model_cost_over_a_period(api, ai_model):
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"from": "yesterday"}, "from"), ({"to": "2024-13-01"}, "to"), ({"from": "2024-02-01", "to": "2024-01-01"}, "to")],
+    [
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2024-13-01"}, "to"),
+        ({"from": "2024-02-01", "to": "2024-01-01"}, "to"),
+        ({"to": "0001-01-02"}, "to"),
+        ({"from": "9999-12-31T23:00:00-05:00"}, "from"),
+    ],
 )
 def test_a_bad_period_is_400_naming_the_field(api, ai_model, params, field):
     response = api(ai_model.owner).get(f"{API}/models/{ai_model.name}/cost", params)
