@@ -88,6 +88,18 @@ def cost_total_text(total: selectors.CostTotal | None) -> str:
     return f"{money(total.amounts)} over {total.jobs} job{'s' if total.jobs != 1 else ''}"
 
 
+MODEL_COST_DAYS = 30
+
+
+def model_cost_text(user: UserLike, model: AIModel | None) -> str:
+    """What the model's jobs (trials included) that started in the last 30 days cost."""
+    if model is None:
+        return "—"
+    now = timezone.now()
+    total = selectors.ai_model_cost(user, model.name, now - dt.timedelta(days=MODEL_COST_DAYS), now)
+    return cost_total_text(total) if total.jobs else "nothing yet"
+
+
 def _trend(delta: float | None) -> str:
     return "" if delta is None else ("up" if delta > 0.0005 else "down" if delta < -0.0005 else "flat")
 

@@ -82,6 +82,7 @@ def fine_tuning_tab(request: HttpRequest) -> HttpResponse:
         datasets=datasets,
         history=history,
         job_cost=p.job_cost_text(selectors.job_cost_of(latest)) if latest else "—",
+        model_cost=p.model_cost_text(request.user, model),
         search=p.search_view(request.user, model),
     )
 

@@ -236,5 +236,6 @@ def test_the_fine_tuning_tab_shows_the_latest_jobs_cost_and_versions_their_linea
     client = signed_in(Role.VIEWER, model)
     page = client.get("/model-management/fine-tuning/").content.decode()
     assert re.search(r'id="cost-text"[^>]*>0\.1000 USD · CPU 120\.0 min in 120\.0 min<', page)
+    assert re.search(r'id="model-cost-text"[^>]*>0\.1500 USD over 2 jobs<', page)
     versions = client.get("/model-management/versions/").content.decode()
     assert "cost 0.1500 USD over 2 jobs" in versions and "cost 0.0500 USD over 1 job" in versions
