@@ -31,6 +31,7 @@ from .audit import audit_record
 
 SECONDS_PER_HOUR = Decimal(3600)
 AMOUNT_PLACES = Decimal("0.000001")
+PRICE_PLACES = Decimal("0.0001")
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,10 @@ class Prices:
 def prices_at(when: dt.datetime) -> Prices:
     """The newest price card valid at `when`; the settings' prices when there is none."""
     card = PriceCard.objects.filter(valid_from__lte=when).order_by("-valid_from", "-id").first()
-    if card is None:
-        return Prices(
-            Decimal(settings.COST_CPU_HOUR), Decimal(settings.COST_GPU_HOUR), str(settings.COST_CURRENCY), None
-        )
+    if card is None:  # to the card's 4 places, as the job's row stores them
+        cpu_hour = Decimal(settings.COST_CPU_HOUR).quantize(PRICE_PLACES)
+        gpu_hour = Decimal(settings.COST_GPU_HOUR).quantize(PRICE_PLACES)
+        return Prices(cpu_hour, gpu_hour, str(settings.COST_CURRENCY), None)
     return Prices(card.cpu_hour, card.gpu_hour, card.currency, card)
 
 

@@ -175,5 +175,9 @@ class JobProgress:
             job.heartbeat_at = timezone.now()
             job.save(update_fields=["progress", "epoch", "step", "heartbeat_at"])
             if self.meter is not None:
-                job_cost_record(job=job, sample=self.meter.sample())
+                try:  # its own savepoint: a cost that cannot be written never costs the job its heartbeat
+                    with transaction.atomic():
+                        job_cost_record(job=job, sample=self.meter.sample())
+                except Exception:
+                    logger.exception("the cost of job %s was not written with this heartbeat", self.job_id)
             publish_job_event(job, "job.progress", self.live())

@@ -17,6 +17,7 @@ from models_mgmt.models import JobCost, ModelVersion, PriceCard, Study, StudyTri
 from models_mgmt.selectors import study_cost
 from models_mgmt.services.job_costs import cost_amount, job_cost_carried, job_cost_record, price_card_create
 from models_mgmt.services.training_jobs import training_job_claim, training_job_finish
+from models_mgmt.training import progress as progress_module
 from models_mgmt.training.progress import JobProgress
 from models_mgmt.training.reaper import training_jobs_reap
 from models_mgmt.training.worker import training_job_execute
@@ -279,3 +280,25 @@ def test_a_real_job_and_a_real_study_are_costed_through_the_worker(api, sp500_mo
     assert all(c.cpu_seconds <= c.wall_seconds * usable_cpus() for c in trials)
     shown = api(sp500_model.owner).get(f"{API}/studies/{study.pk}").data["cost"]
     assert shown["jobs"] == 2 and Decimal(shown["amounts"]["USD"]) == sum(c.amount for c in trials)
+
+
+def test_a_cost_that_cannot_be_written_never_costs_the_job_its_heartbeat(monkeypatch):
+    def broken(**kwargs):
+        JobCost.objects.create(job=kwargs["job"], cpu_hour=1, gpu_hour=1, currency="USD", wall_seconds=-1)
+
+    monkeypatch.setattr(progress_module, "job_cost_record", broken)  # violates job_cost_not_negative
+    job = running_job()
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=None)
+    fake = FakeProcess()
+    progress = JobProgress(job_id=job.pk, worker=job.worker, meter=fake.meter())
+    progress.meter.start()
+    progress.emit()
+    job.refresh_from_db()
+    assert job.heartbeat_at is not None and not JobCost.objects.filter(job=job).exists()
+
+
+def test_settings_prices_are_kept_to_the_cards_four_places(settings):
+    settings.COST_CPU_HOUR = Decimal("0.123456")
+    job = running_job()
+    cost = job_cost_record(job=job, sample=CostSample(wall_s=3600.0, cpu_s=3600.0))
+    assert cost.cpu_hour == Decimal("0.1235") and cost.amount == Decimal("0.1235")
