@@ -22,13 +22,16 @@ from models_mgmt.models import (
     Dataset,
     GuardrailEvaluation,
     GuardrailPolicy,
+    JobCost,
     ModelVersion,
+    PriceCard,
     TrainingEpoch,
     TrainingJob,
 )
 from models_mgmt.services import ServiceError, ai_model_create, ai_model_delete, ai_model_update
 from models_mgmt.services.ai_models import EDITABLE_FIELDS
 from models_mgmt.services.guardrails import POLICY_NUMBERS, guardrail_policy_update, guardrail_policy_validate
+from models_mgmt.services.job_costs import price_card_create, price_card_validate
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -242,3 +245,67 @@ class GuardrailEvaluationAdmin(ReadOnlyAdmin):
     list_filter = ("verdict", "action", "trigger")
     search_fields = ("model__name",)
     list_select_related = ("model", "version", "rolled_back_to")
+
+
+# The price card's fields under their API names: the admin form is checked by the service's rules.
+PRICE_CARD_WIRE_NAMES = {"cpu_hour": "cpuHour", "gpu_hour": "gpuHour", "currency": "currency"}
+
+
+class PriceCardForm(forms.ModelForm):
+    class Meta:
+        model = PriceCard
+        fields = ("cpu_hour", "gpu_hour", "currency", "valid_from", "note")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if all(field in data for field in PRICE_CARD_WIRE_NAMES):
+            try:
+                price_card_validate(cpu_hour=data["cpu_hour"], gpu_hour=data["gpu_hour"], currency=data["currency"])
+            except InvalidInput as exc:
+                fields = {wire: field for field, wire in PRICE_CARD_WIRE_NAMES.items()}
+                for name, problem in (exc.fields or {}).items():
+                    self.add_error(fields.get(name), problem)
+        return data
+
+
+@admin.register(PriceCard)
+class PriceCardAdmin(admin.ModelAdmin):
+    """A new price is a new card (price_card_create, audited), valid from its `valid_from`; a card
+    is never edited or deleted: the jobs costed with it keep it."""
+
+    form = PriceCardForm
+    list_display = ("id", "valid_from", "currency", "cpu_hour", "gpu_hour", "note", "created_by", "created_at")
+    list_select_related = ("created_by",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        if obj is None:
+            return ()
+        return ("cpu_hour", "gpu_hour", "currency", "valid_from", "note", "created_by", "created_at")
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)  # the list, never a card
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: PriceCard, form: forms.ModelForm, change: bool) -> None:
+        data = form.cleaned_data
+        card = price_card_create(
+            actor=request.user,
+            cpu_hour=data["cpu_hour"],
+            gpu_hour=data["gpu_hour"],
+            currency=data["currency"],
+            valid_from=data["valid_from"],
+            note=data.get("note", ""),
+        )
+        obj.pk, obj._state = card.pk, card._state
+
+
+@admin.register(JobCost)
+class JobCostAdmin(ReadOnlyAdmin):
+    """Written by the training worker with each heartbeat and closed when the job ends."""
+
+    list_display = ("job", "wall_seconds", "cpu_seconds", "gpu_seconds", "units", "amount", "currency", "final")
+    list_filter = ("final", "currency")
+    search_fields = ("job__model__name",)
+    list_select_related = ("job__model",)

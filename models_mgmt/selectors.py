@@ -7,6 +7,9 @@ endpoint cannot forget the object check.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
@@ -25,6 +28,7 @@ from models_mgmt.models import (
     Dataset,
     GuardrailEvaluation,
     GuardrailPolicy,
+    JobCost,
     ModelVersion,
     Study,
     TrainingJob,
@@ -169,7 +173,7 @@ def live_job_of(model: AIModel) -> TrainingJob | None:
 def training_job_list(user: UserLike) -> QuerySet[TrainingJob]:
     return (
         TrainingJob.objects.filter(model__in=ai_models_visible(user))
-        .select_related("model", "dataset", "version", "base_version", "created_by")
+        .select_related("model", "dataset", "version", "base_version", "created_by", "cost")
         .order_by("-created_at", "-id")
     )
 
@@ -199,12 +203,86 @@ def study_get(user: UserLike, study_id: int) -> Study:
     study = (
         Study.objects.filter(pk=study_id, model__in=ai_models_visible(user))
         .select_related("model", "dataset", "created_by", "final_job__version")
-        .prefetch_related("trials__job")
+        .prefetch_related("trials__job__cost")
         .first()
     )
     if study is None:
         raise NotFound(f"Study {study_id} not found.")
     return study
+
+
+# --- Cost -----------------------------------------------------------------------------------------
+# Sums over jobs the caller already holds (a visible version or study) or that the read filters.
+
+
+@dataclass(frozen=True)
+class CostTotal:
+    """The sum of some jobs' costs; amounts per currency (price cards may change the currency)."""
+
+    jobs: int = 0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    amounts: dict[str, Decimal] = field(default_factory=dict)
+
+
+COST_COLUMNS = ("wall_seconds", "cpu_seconds", "gpu_seconds", "amount", "currency")
+
+
+def _cost_sum(rows: Iterable[tuple[float, float, float, Decimal, str]]) -> CostTotal:
+    jobs, wall, cpu, gpu, amounts = 0, 0.0, 0.0, 0.0, dict[str, Decimal]()
+    for row_wall, row_cpu, row_gpu, amount, currency in rows:
+        jobs, wall, cpu, gpu = jobs + 1, wall + row_wall, cpu + row_cpu, gpu + row_gpu
+        amounts[currency] = amounts.get(currency, Decimal(0)) + amount
+    return CostTotal(jobs, wall, cpu, gpu, amounts)
+
+
+def cost_total(costs: QuerySet[JobCost]) -> CostTotal:
+    """Summed here, not in SQL: SQLite would add the amounts as floats; these are exact Decimals."""
+    return _cost_sum(costs.values_list(*COST_COLUMNS))
+
+
+def job_cost_of(job: TrainingJob) -> JobCost | None:
+    """The job's cost row (None: it never ran); loaded with the job by `training_job_list`."""
+    try:
+        return job.cost
+    except JobCost.DoesNotExist:
+        return None
+
+
+def version_lineage_costs(model: AIModel) -> dict[int, CostTotal]:
+    """Version id -> what the version and its ancestors (`parent`, back to the first) cost to train,
+    for every version of the model (2 queries)."""
+    parents = dict(ModelVersion.objects.filter(model=model).values_list("id", "parent_id"))
+    rows: dict[int, list[tuple[float, float, float, Decimal, str]]] = {}
+    costs = JobCost.objects.filter(job__model=model, job__version__isnull=False)
+    for version_id, *row in costs.values_list("job__version_id", *COST_COLUMNS):
+        rows.setdefault(version_id, []).append(tuple(row))
+    totals = {}
+    for version_id in parents:
+        lineage: list[int] = []
+        current: int | None = version_id
+        while current is not None and current not in lineage:  # a cycle cannot be stored, but never loop
+            lineage.append(current)
+            current = parents.get(current)
+        totals[version_id] = _cost_sum(row for v in lineage for row in rows.get(v, []))
+    return totals
+
+
+def version_lineage_cost(version: ModelVersion) -> CostTotal:
+    """What the version and its ancestors cost to train (their jobs)."""
+    return version_lineage_costs(version.model).get(version.pk, CostTotal())
+
+
+def study_cost(study: Study) -> CostTotal:
+    """What the study's trials cost, failed and pruned ones included (its final job is a version's)."""
+    return cost_total(JobCost.objects.filter(job__trial__study=study))
+
+
+def ai_model_cost(user: UserLike, model_name: str, start: dt.datetime, end: dt.datetime) -> CostTotal:
+    """What the model's jobs that started in [start, end) cost (NotFound unless the user may view it)."""
+    model = ai_model_get(user, model_name)
+    return cost_total(JobCost.objects.filter(job__model=model, job__started_at__gte=start, job__started_at__lt=end))
 
 
 def dataset_list(user: UserLike) -> QuerySet[Dataset]:

@@ -7,6 +7,7 @@ and the django-q2 broker all move to Redis).
 
 import sys
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -171,6 +172,13 @@ TRAINING_JOB_TIMEOUT_S = env.int("TRAINING_JOB_TIMEOUT_S", default=6 * 3600)
 # A running job whose heartbeat is older than this (or whose worker process is gone) is reaped.
 TRAINING_HEARTBEAT_TIMEOUT_S = env.int("TRAINING_HEARTBEAT_TIMEOUT_S", default=120)
 TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=3)
+
+# --- Cost of jobs ------------------------------------------------------------------------------
+# The default price card: used while no PriceCard exists in the database (admin adds versions).
+# Decimals (money): a value that is not a number stops the start, not a job's costing.
+COST_CPU_HOUR = Decimal(env.str("COST_CPU_HOUR", default="0.05"))
+COST_GPU_HOUR = Decimal(env.str("COST_GPU_HOUR", default="2.50"))
+COST_CURRENCY = env.str("COST_CURRENCY", default="USD")
 # A worker process pays its one-time costs (torch, pandas, onnxruntime imports, the first ONNX
 # export) when it starts, so its first job's progress feed never goes silent for them.
 TRAINING_WORKER_WARMUP = env.bool("TRAINING_WORKER_WARMUP", default=True)

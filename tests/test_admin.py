@@ -13,7 +13,9 @@ from models_mgmt.models import (
     Dataset,
     GuardrailEvaluation,
     GuardrailPolicy,
+    JobCost,
     ModelVersion,
+    PriceCard,
     TrainingJob,
 )
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory
@@ -171,4 +173,37 @@ def test_guardrail_evaluations_are_read_only_in_admin(superuser_client):
     assert superuser_client.get(f"{ADMIN}/guardrailevaluation/").status_code == 200
     assert superuser_client.get(f"{ADMIN}/guardrailevaluation/add/").status_code == 403
     page = superuser_client.get(f"{ADMIN}/guardrailevaluation/{evaluation.pk}/change/").content.decode()
+    assert 'name="_save"' not in page
+
+
+def test_a_price_card_is_added_in_admin_through_the_service_and_is_read_only_after(superuser_client):
+    form = {"cpu_hour": "0.10", "gpu_hour": "3.00", "currency": "eur", "valid_from_0": "2026-01-01",
+            "valid_from_1": "00:00:00", "note": "new contract"}  # fmt: skip
+    response = superuser_client.post(f"{ADMIN}/pricecard/add/", form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    card = PriceCard.objects.get()
+    assert (str(card.cpu_hour), card.currency, card.created_by) == ("0.1000", "EUR", superuser_client.user)
+    assert AuditEvent.objects.get(action="price_card.created").actor == superuser_client.user
+    page = superuser_client.get(f"{ADMIN}/pricecard/{card.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and 'name="cpu_hour"' not in page
+    superuser_client.post(f"{ADMIN}/pricecard/{card.pk}/change/", {**form, "cpu_hour": "9"})
+    card.refresh_from_db()
+    assert str(card.cpu_hour) == "0.1000"
+    assert superuser_client.post(f"{ADMIN}/pricecard/{card.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_a_bad_price_card_in_admin_shows_the_field_error(superuser_client):
+    form = {"cpu_hour": "0.10", "gpu_hour": "3.00", "currency": "E1", "valid_from_0": "2026-01-01",
+            "valid_from_1": "00:00:00"}  # fmt: skip
+    response = superuser_client.post(f"{ADMIN}/pricecard/add/", form)
+    assert response.status_code == 200 and "errorlist" in response.content.decode()
+    assert not PriceCard.objects.exists()
+
+
+def test_job_costs_are_read_only_in_admin(superuser_client):
+    job = TrainingJobFactory(status=JobStatus.SUCCEEDED)
+    cost = JobCost.objects.create(job=job, cpu_hour=1, gpu_hour=1, currency="USD", final=True)
+    assert superuser_client.get(f"{ADMIN}/jobcost/").status_code == 200
+    assert superuser_client.get(f"{ADMIN}/jobcost/add/").status_code == 403
+    page = superuser_client.get(f"{ADMIN}/jobcost/{cost.pk}/change/").content.decode()
     assert 'name="_save"' not in page

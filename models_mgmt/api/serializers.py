@@ -34,7 +34,13 @@ from models_mgmt.models.base_model import base_model_name_validator, ollama_tag_
 from models_mgmt.models.dataset import dataset_name_validator
 from models_mgmt.monitoring.serving import LOOKBACK_BARS
 from models_mgmt.permissions import UserLike, model_perms_of
-from models_mgmt.selectors import active_and_live_of, active_version_of, live_job_of
+from models_mgmt.selectors import (
+    active_and_live_of,
+    active_version_of,
+    live_job_of,
+    study_cost,
+    version_lineage_cost,
+)
 from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS
 from models_mgmt.services.training_config import (
     BOUNDS,
@@ -43,6 +49,8 @@ from models_mgmt.services.training_config import (
     range_message,
     training_config_resolve,
 )
+
+from .cost_serializers import CostTotalSerializer, JobCostField, cost_total_data
 
 
 class StrictSerializer(serializers.Serializer):
@@ -323,6 +331,18 @@ def version_list_data(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    cost = serializers.SerializerMethodField(help_text="what training it and its ancestors cost (their jobs)")
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = [*ModelVersionSerializer.Meta.fields, "cost"]
+        read_only_fields = fields
+
+    @extend_schema_field(CostTotalSerializer)
+    def get_cost(self, obj: ModelVersion) -> dict[str, Any]:
+        return cost_total_data(version_lineage_cost(obj))
+
+
 class ActivateResultSerializer(serializers.Serializer):
     modelName = serializers.CharField()
     activeVersion = ModelVersionSerializer()
@@ -430,13 +450,14 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     heartbeatAt = serializers.DateTimeField(source="heartbeat_at", allow_null=True)
     study = serializers.IntegerField(source="study_id", allow_null=True, help_text="the study of a trial or final run")
     studyRole = serializers.CharField(source="study_role", help_text='"" (a fine-tune), "trial" or "final"')
+    cost = JobCostField(help_text="null: the job never ran")
 
     class Meta:
         model = TrainingJob
         fields = [
             "id", "modelName", "status", "progress", "epoch", "totalEpochs", "step", "config", "dataset",
             "baseVersion", "version", "error", "errorCode", "attempts", "createdBy", "createdAt", "startTime",
-            "finishedAt", "heartbeatAt", "study", "studyRole",
+            "finishedAt", "heartbeatAt", "study", "studyRole", "cost",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -814,12 +835,13 @@ class StudyTrialSerializer(serializers.ModelSerializer):
     startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
     durationS = serializers.SerializerMethodField()
+    cost = JobCostField(source="job", help_text="the trial job's cost; null: it never ran")
 
     class Meta:
         model = StudyTrial
         fields = [
             "number", "state", "params", "foldScores", "value", "jobId", "jobStatus", "startedAt", "finishedAt",
-            "durationS",
+            "durationS", "cost",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -851,7 +873,12 @@ class StudySerializer(serializers.ModelSerializer):
 
 class StudyDetailSerializer(StudySerializer):
     trials = StudyTrialSerializer(many=True, read_only=True)
+    cost = serializers.SerializerMethodField(help_text="what its trials cost, failed and pruned ones included")
 
     class Meta(StudySerializer.Meta):
-        fields = [*StudySerializer.Meta.fields, "trials"]
+        fields = [*StudySerializer.Meta.fields, "trials", "cost"]
         read_only_fields = fields
+
+    @extend_schema_field(CostTotalSerializer)
+    def get_cost(self, obj: Study) -> dict[str, Any]:
+        return cost_total_data(study_cost(obj))

@@ -16,7 +16,7 @@ from models_mgmt import selectors
 from models_mgmt.choices import LIVE_JOB_STATUSES, LIVE_STUDY_STATUSES, VersionStatus
 from models_mgmt.engine.families import FAMILIES, MULTITASK_MLP
 from models_mgmt.engine.search import DEFAULT_SPACE, SAMPLERS, tunable
-from models_mgmt.models import AIModel, ModelVersion
+from models_mgmt.models import AIModel, JobCost, ModelVersion
 from models_mgmt.monitoring.live import serving_latency
 from models_mgmt.permissions import UserLike, model_perms_of
 
@@ -64,6 +64,40 @@ def seconds(value: Any) -> str:
     if number is None:
         return "—"
     return f"{number:.1f} s" if number < 120 else f"{number / 60:.1f} min"
+
+
+def money(amounts: dict[str, Any]) -> str:
+    """Amounts per currency (a sum over price cards may hold several): `0.0123 USD`."""
+    return " + ".join(f"{amount:.4f} {currency}" for currency, amount in sorted(amounts.items())) or "—"
+
+
+def job_cost_text(cost: JobCost | None) -> str:
+    """A job's cost line: money, then what it is made of."""
+    if cost is None:
+        return "—"
+    gpu = f" · GPU {seconds(cost.gpu_seconds)}" if cost.gpu_seconds else ""
+    return (
+        f"{money({cost.currency: cost.amount})} · CPU {seconds(cost.cpu_seconds)} in {seconds(cost.wall_seconds)}"
+        f"{gpu}{'' if cost.final else ' (so far)'}"
+    )
+
+
+def cost_total_text(total: selectors.CostTotal | None) -> str:
+    if total is None or not total.jobs:
+        return "—"
+    return f"{money(total.amounts)} over {total.jobs} job{'s' if total.jobs != 1 else ''}"
+
+
+MODEL_COST_DAYS = 30
+
+
+def model_cost_text(user: UserLike, model: AIModel | None) -> str:
+    """What the model's jobs (trials included) that started in the last 30 days cost."""
+    if model is None:
+        return "—"
+    now = timezone.now()
+    total = selectors.ai_model_cost(user, model.name, now - dt.timedelta(days=MODEL_COST_DAYS), now)
+    return cost_total_text(total) if total.jobs else "nothing yet"
 
 
 def _trend(delta: float | None) -> str:
@@ -171,7 +205,9 @@ def live_jobs(user: UserLike) -> list[dict[str, Any]]:
     ]
 
 
-def version_view(version: ModelVersion, can_activate: bool) -> dict[str, Any]:
+def version_view(
+    version: ModelVersion, can_activate: bool, lineage_cost: selectors.CostTotal | None = None
+) -> dict[str, Any]:
     """One version as the Versions tab shows it: each metric beside its baseline."""
     perf = version.performance_metrics or {}
     baselines = version.baselines or {}
@@ -218,6 +254,7 @@ def version_view(version: ModelVersion, can_activate: bool) -> dict[str, Any]:
         "checksum": (version.checksum or "")[:12],
         "walk_forward": walk_forward_view(metadata.get("walkForward")),
         "can_activate": can_activate and version.status in ACTIVATABLE,
+        "lineage_cost": cost_total_text(lineage_cost),
     }
 
 

@@ -81,6 +81,8 @@ def fine_tuning_tab(request: HttpRequest) -> HttpResponse:
         base_versions=base_versions,
         datasets=datasets,
         history=history,
+        job_cost=p.job_cost_text(selectors.job_cost_of(latest)) if latest else "—",
+        model_cost=p.model_cost_text(request.user, model),
         search=p.search_view(request.user, model),
     )
 
@@ -93,6 +95,7 @@ def versions_tab(request: HttpRequest) -> HttpResponse:
     if selected:
         versions = list(selectors.model_version_list(request.user, selected["name"]))
     can_activate = bool(selected and "activate" in selected["perms"])
+    costs = selectors.version_lineage_costs(versions[0].model) if versions else {}
     return _page(
         request,
         "versions.html",
@@ -100,7 +103,7 @@ def versions_tab(request: HttpRequest) -> HttpResponse:
         models=rows,
         selected=selected,
         can_activate=can_activate,
-        versions=[p.version_view(v, can_activate) for v in versions],
+        versions=[p.version_view(v, can_activate, costs.get(v.pk)) for v in versions],
         chart=p.chart_series(versions),
     )
 

@@ -1,6 +1,7 @@
 from .ai_model import AIModel
 from .audit import AuditEvent
 from .base_model import BaseModel
+from .cost import JobCost, PriceCard
 from .dataset import Bar, Dataset
 from .guardrail import GuardrailEvaluation, GuardrailPolicy
 from .monitoring import Alert, DriftReport, Prediction
@@ -19,8 +20,10 @@ __all__ = [
     "DriftReport",
     "GuardrailEvaluation",
     "GuardrailPolicy",
+    "JobCost",
     "ModelVersion",
     "Prediction",
+    "PriceCard",
     "ProgressEvent",
     "Study",
     "StudyTrial",

@@ -17,6 +17,7 @@ from models_mgmt.permissions import UserLike, require_model_perm
 from models_mgmt.realtime.events import publish_job_event
 
 from .audit import audit_record
+from .job_costs import job_cost_close
 from .queue import RUN_TRAINING, task_enqueue
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,12 @@ def training_job_transition(job: TrainingJob, to: str, **fields: Any) -> Trainin
     job.status = to
     for key, value in fields.items():
         setattr(job, key, value)
-    if to in (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED):
+    ended = to in (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED)
+    if ended:
         job.finished_at = timezone.now()
     job.save()
+    if ended:
+        job_cost_close(job)  # a worker that is gone keeps the figures of its last heartbeat
     publish_job_event(job, "job.status")
     return job
 

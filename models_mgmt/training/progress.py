@@ -1,8 +1,8 @@
 """The worker side of a running job: receives the engine's reports and emits them on a clock.
 
 While a job runs, `JobProgress` emits a `job.progress` event every `EMIT_INTERVAL_S` from a
-background thread (whether or not the loss changed), which also writes the job row's progress
-and heartbeat and notices stop requests; the engine's callbacks only update what it reports.
+background thread (whether or not the loss changed), which also writes the job row's progress,
+heartbeat and cost (the run's `Meter`) and notices stop requests; the engine's callbacks only update what it reports.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from models_mgmt.choices import JobStatus
+from models_mgmt.engine.metering import Meter
 from models_mgmt.engine.reporting import EpochReport, ProgressReport
 from models_mgmt.models import TrainingJob
 from models_mgmt.realtime.events import publish_job_event
+from models_mgmt.services.job_costs import job_cost_carried, job_cost_finish, job_cost_record
 from models_mgmt.services.training_jobs import training_epochs_save
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class JobProgress:
     taken_over: threading.Event = field(default_factory=threading.Event)
     phase: str = "loading_data"
     outcome: dict[str, Any] | None = None  # set by the worker once the run's result is known
+    meter: Meter | None = None  # what the run uses: written with every heartbeat (set by `start`)
     _latest: ProgressReport | None = None
     _last_epoch: EpochReport | None = None
     _finished: threading.Event = field(default_factory=threading.Event)
@@ -71,6 +74,9 @@ class JobProgress:
             self._pending_epochs.append(report)
 
     def start(self) -> None:
+        if self.meter is None:
+            self.meter = Meter(carried=job_cost_carried(self.job_id))  # a resumed job adds to earlier attempts
+        self.meter.start()
         self._thread = threading.Thread(target=self._run, name=f"job-{self.job_id}-progress", daemon=True)
         self._thread.start()
 
@@ -81,6 +87,11 @@ class JobProgress:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+    def cost_finish(self) -> None:
+        """The run is over: its cost gets the figures of its very end (after the last heartbeat)."""
+        if self.meter is not None:
+            job_cost_finish(job_id=self.job_id, sample=self.meter.sample(), worker=self.worker)
 
     def _run(self) -> None:
         try:
@@ -163,4 +174,10 @@ class JobProgress:
             job.progress = min(max(job.progress, 0.0), 99.0)  # 100 means done: the terminal status sets it
             job.heartbeat_at = timezone.now()
             job.save(update_fields=["progress", "epoch", "step", "heartbeat_at"])
+            if self.meter is not None:
+                try:  # its own savepoint: a cost that cannot be written never costs the job its heartbeat
+                    with transaction.atomic():
+                        job_cost_record(job=job, sample=self.meter.sample())
+                except Exception:
+                    logger.exception("the cost of job %s was not written with this heartbeat", self.job_id)
             publish_job_event(job, "job.progress", self.live())

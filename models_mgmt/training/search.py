@@ -166,6 +166,8 @@ def trial_run(job: TrainingJob, progress: JobProgress) -> str:
 
     def on_fold(fold: dict[str, Any]) -> None:
         folds.append(fold["edge"]["overallScore"])
+        if progress.meter is not None:
+            progress.meter.add_units(int(fold.get("trainSamples", 0)) * int(fold.get("epochsRun", 0)))
         study_trial_record(job_id=job.pk, fold_scores=list(folds), params=decode_params(trial.params, study_row.space))
         progress.on_phase("evaluating")
 

@@ -27,6 +27,7 @@ from models_mgmt.choices import ActivationPolicy, JobStatus, StudyRole, VersionS
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.families import LLM_LORA
+from models_mgmt.engine.metering import work_units
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.engine.training import TrainingResult, run_training
 from models_mgmt.models import ModelVersion, TrainingJob
@@ -98,8 +99,17 @@ def training_job_execute(*, job_id: int, progress: Any = None) -> Outcome:
         return _run_claimed(job, progress)
     finally:
         progress.close()
+        _cost_finish(job_id, progress)
         if job.study_id is not None:
             _advance_study(job.study_id)
+
+
+def _cost_finish(job_id: int, progress: JobProgress) -> None:
+    """The run's last figures; a failure here loses only the time since the last heartbeat."""
+    try:
+        _with_db_retry(progress.cost_finish, "costing the job")
+    except Exception:
+        logger.exception("the final cost of job %s was not written; its last heartbeat's stands", job_id)
 
 
 def _advance_study(study_id: int) -> None:
@@ -183,6 +193,8 @@ def _run_claimed(job: TrainingJob, progress: JobProgress) -> Outcome:
     config = FineTuningConfig.from_wire(job.config)
     try:
         spec, bars, result = _train(job, config, progress)
+        if progress.meter is not None:
+            progress.meter.set_units(*work_units(result))
     except Exception as exc:
         if not isinstance(exc, ValueError | FileNotFoundError):
             logger.exception("training job %s failed", job_id)

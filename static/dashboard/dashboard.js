@@ -56,6 +56,18 @@
     return Math.floor(m / 60) + " h " + (m % 60) + " min";
   }
 
+  // Money is a decimal string per currency (a sum may hold several currencies).
+  function money(amounts) {
+    var keys = Object.keys(amounts || {}).sort();
+    return keys.length ? keys.map(function (c) { return Number(amounts[c]).toFixed(4) + " " + c; }).join(" + ") : "—";
+  }
+  function jobCost(cost) {
+    if (!cost) return "—";
+    var one = {}; one[cost.currency] = cost.amount;
+    return money(one) + " · CPU " + duration(cost.cpuSeconds) + " in " + duration(cost.wallSeconds) +
+      (cost.gpuSeconds ? " · GPU " + duration(cost.gpuSeconds) : "") + (cost.final ? "" : " (so far)");
+  }
+
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (key) {
@@ -145,6 +157,7 @@
 
   window.TA = {
     api: api, modelPath: modelPath, pct: pct, num: num, duration: duration, el: el, isNum: isNum, when: when,
+    money: money, jobCost: jobCost,
     ModelFeed: ModelFeed, LIVE: LIVE, TERMINAL: TERMINAL, closing: false,
   };
 })();

@@ -60,6 +60,7 @@
     // The feed reports the latest epoch; a job's full history fills any epoch it skipped.
     TA.api("jobs/" + jobId).then(function (result) {
       if (!result.ok || state.job !== jobId) return;
+      text("cost-text", TA.jobCost(result.data.cost));
       (result.data.epochs || []).forEach(function (e) { addEpoch(e.epoch, e.trainLoss, e.valLoss); });
       var last = (result.data.epochs || []).slice(-1)[0];
       if (last) text("epoch-text", Math.max(result.data.epoch || 0, last.epoch) + " / " + result.data.totalEpochs);
@@ -80,6 +81,7 @@
       state.job = event.jobId;
       resetChart();
       text("job-result", "");
+      text("cost-text", "—");
     }
     state.status = event.status;
     var progress = TA.isNum(event.progress) ? Math.round(event.progress) : 0;

@@ -78,6 +78,7 @@
       text += "; holdout (" + (holdout.window || []).join(" to ") + ") " + TA.pct(holdout.overallScore) +
         " vs baseline " + TA.pct(holdout.baseline) + " (" + (holdout.edge * 100).toFixed(1) + " pt), version " + holdout.version;
     }
+    if (study.cost && study.cost.jobs) text += "; cost " + TA.money(study.cost.amounts) + " over " + study.cost.jobs + " trial job(s)";
     if (study.error) text += " — " + study.error;
     line.textContent = text;
 
@@ -92,6 +93,7 @@
         TA.el("td", { text: (t.foldScores || []).map(function (v) { return (v * 100).toFixed(1); }).join(" / ") }),
         TA.el("td", { text: TA.isNum(t.value) ? (t.value * 100).toFixed(2) + " pt" : "—" }),
         TA.el("td", { text: TA.duration(t.durationS) }),
+        TA.el("td", { text: t.cost ? Number(t.cost.amount).toFixed(4) + " " + t.cost.currency : "—" }),
       ]));
       if (t.number !== null && TA.isNum(t.value)) {
         running = running === null ? t.value : Math.max(running, t.value);

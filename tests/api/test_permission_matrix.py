@@ -58,6 +58,7 @@ ENDPOINTS = [
     Endpoint("get", f"{BASE}/metrics", PERM_VIEW, 200),
     Endpoint("get", f"{BASE}/drift", PERM_VIEW, 200),
     Endpoint("get", f"{BASE}/comparison", PERM_VIEW, 200),
+    Endpoint("get", f"{BASE}/cost", PERM_VIEW, 200),
     Endpoint("post", f"{BASE}/fine-tune", PERM_FINETUNE, 202, {"epochs": 3}),
     Endpoint("get", f"{BASE}/fine-tune/status", PERM_VIEW, 200),
     Endpoint("post", f"{BASE}/fine-tune/stop", PERM_FINETUNE, 200, live_job=True),

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
-from models_mgmt.choices import Role, VersionStatus
-from models_mgmt.models import Study
-from tests.factories import AIModelFactory, DatasetFactory, ModelVersionFactory, UserFactory, grant
+from models_mgmt.choices import JobStatus, Role, VersionStatus
+from models_mgmt.engine.metering import CostSample
+from models_mgmt.models import ModelVersion, Study
+from models_mgmt.services.job_costs import job_cost_record
+from tests.factories import (
+    AIModelFactory,
+    DatasetFactory,
+    ModelVersionFactory,
+    TrainingJobFactory,
+    UserFactory,
+    grant,
+)
 
 TABS = [
     "/model-management/",
@@ -208,3 +219,23 @@ def test_monitoring_has_a_guardrails_panel_with_every_visible_model(model):
     html = signed_in(Role.VIEWER, model).get("/model-management/monitoring/").content.decode()
     assert 'id="guardrails"' in html and 'src="/static/dashboard/guardrails.js"' in html
     assert '<option value="dash-model">dash-model</option>' in html
+
+
+def test_the_fine_tuning_tab_shows_the_latest_jobs_cost_and_versions_their_lineage_cost(model, settings):
+    settings.COST_CPU_HOUR, settings.COST_GPU_HOUR, settings.COST_CURRENCY = Decimal("0.05"), Decimal("2.50"), "USD"
+    parent, child = ModelVersion.objects.get(version="v1.0.0"), ModelVersion.objects.get(version="v1.1.0")
+    child.parent = parent
+    child.save()
+    for version, cpu in ((parent, 3600.0), (child, 7200.0)):
+        job = TrainingJobFactory(
+            model=model, dataset=model.default_dataset, status=JobStatus.SUCCEEDED, started_at=timezone.now()
+        )
+        job.version = version
+        job.save()
+        job_cost_record(job=job, sample=CostSample(wall_s=cpu, cpu_s=cpu), final=True)
+    client = signed_in(Role.VIEWER, model)
+    page = client.get("/model-management/fine-tuning/").content.decode()
+    assert re.search(r'id="cost-text"[^>]*>0\.1000 USD · CPU 120\.0 min in 120\.0 min<', page)
+    assert re.search(r'id="model-cost-text"[^>]*>0\.1500 USD over 2 jobs<', page)
+    versions = client.get("/model-management/versions/").content.decode()
+    assert "cost 0.1500 USD over 2 jobs" in versions and "cost 0.0500 USD over 1 job" in versions

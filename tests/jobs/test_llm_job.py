@@ -15,7 +15,7 @@ import tarfile
 import pytest
 
 from models_mgmt.choices import JobStatus, Role
-from models_mgmt.models import AuditEvent, ModelVersion, ProgressEvent, TrainingEpoch, TrainingJob
+from models_mgmt.models import AuditEvent, JobCost, ModelVersion, ProgressEvent, TrainingEpoch, TrainingJob
 from models_mgmt.realtime.events import JOB_PHASES
 from models_mgmt.services import ai_model_create, dataset_import_builtin, training_job_stop
 from models_mgmt.services.base_models import base_model_register
@@ -92,6 +92,8 @@ def test_a_whole_job_overfits_its_training_set_and_delivers_an_artifact(api, llm
     assert version.accuracy == version.performance_metrics["overallScore"]
     meta = version.metadata
     assert meta["family"] == "llm-lora" and meta["trainSamples"] == 16
+    cost = JobCost.objects.get(job_id=job_id)  # a language model's work is counted in tokens
+    assert cost.final and (cost.units, cost.unit_kind) == (meta["tokensSeen"], "tokens") and cost.units > 0
     assert meta["bestEpoch"] >= 1 and meta["improvedOnStart"] is True  # the adapter beat the untouched base
     assert meta["loss"] < meta["startValLoss"]
     # it learned its 16 examples: chance is 0.5 per task

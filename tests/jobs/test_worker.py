@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from models_mgmt.choices import JobStatus
-from models_mgmt.models import ModelVersion, TrainingJob
+from models_mgmt.engine.metering import usable_cpus
+from models_mgmt.models import JobCost, ModelVersion, TrainingJob
+from models_mgmt.training.reaper import _worker_alive
 
 from .conftest import job_finished, wait_for
 
@@ -60,6 +62,9 @@ def test_a_job_trains_a_version_with_real_metrics(cluster, api, trainer_and_mode
     assert Path(version.artifact_path, "model.onnx").exists() or any(Path(version.artifact_path).glob("*.onnx"))
     response = api(trainer).get(f"/api/model-management/models/{model.name}/versions")
     assert [v["version"] for v in response.data["results"]] == ["v1.0.0"]
+    cost = JobCost.objects.get(job=job)  # measured in the worker process
+    assert cost.final and 0 < cost.cpu_seconds <= cost.wall_seconds * usable_cpus() and cost.peak_rss_bytes > 0
+    assert cost.units == version.training_data_size * version.metadata["epochs"]
 
 
 def test_stop_ends_a_running_job_without_a_version_and_keeps_the_checkpoint(cluster, api, trainer_and_model):
@@ -82,7 +87,17 @@ def test_a_killed_worker_never_leaves_the_job_running(cluster, api, trainer_and_
     job = wait_for(running_with_epochs(job_id, 2), 120, "the job to run two epochs", cluster.output)
     epochs_before = job.epochs.count()
     os.kill(int(job.worker.rpartition(":")[2]), signal.SIGKILL)
+    # Once the process is gone (or a zombie) nothing of it can still commit: its last heartbeat stands.
+    wait_for(lambda: _worker_alive(job.worker) is False, 30, "the killed worker to be gone", cluster.output)
+    heartbeat = JobCost.objects.get(job=job)
+    assert heartbeat.wall_seconds > 0
     job = wait_for(job_finished(job_id), 240, "the job to end after the kill", cluster.output)
+    cost = JobCost.objects.get(job=job)
+    assert cost.final
+    if job.status == JobStatus.FAILED:  # reaped: costed from the last heartbeat
+        assert (cost.wall_seconds, cost.cpu_seconds) == (heartbeat.wall_seconds, heartbeat.cpu_seconds)
+    else:  # resumed: the second attempt adds to what the first used
+        assert cost.wall_seconds > heartbeat.wall_seconds and cost.cpu_seconds > heartbeat.cpu_seconds
     if job.status == JobStatus.SUCCEEDED:
         assert job.attempts == 2  # resumed once, from its checkpoint
         assert job.epochs.count() == 12

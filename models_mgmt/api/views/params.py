@@ -38,6 +38,34 @@ WINDOW_PARAMS = [
 ]
 
 
+DEFAULT_PERIOD = dt.timedelta(days=30)
+
+
+def period_params(request: Request) -> tuple[dt.datetime, dt.datetime]:
+    """[from, to): YYYY-MM-DD (the start of that UTC day) or ISO 8601; `to` defaults to now, `from`
+    to 30 days before `to`."""
+    try:
+        end_raw, start_raw = date_param(request, "to"), date_param(request, "from")
+    except OverflowError as exc:  # an ISO time whose UTC form is outside year 1..9999
+        raise InvalidInput("Invalid date.", fields={"from": ["out of range"], "to": ["out of range"]}) from exc
+    end = timeframes.window_start(end_raw) if end_raw else timezone.now()
+    try:
+        start = timeframes.window_start(start_raw) if start_raw else end - DEFAULT_PERIOD
+    except OverflowError as exc:  # `to` in the first days of year 1
+        raise InvalidInput("Invalid period.", fields={"to": ["too early to default from to 30 days before"]}) from exc
+    if start >= end:
+        raise InvalidInput("Invalid period.", fields={"to": ["must be after from"]})
+    return start, end
+
+
+PERIOD_PARAMS = [
+    OpenApiParameter(
+        "from", OpenApiTypes.STR, description="start (inclusive): YYYY-MM-DD or ISO 8601; default 30 days before to"
+    ),
+    OpenApiParameter("to", OpenApiTypes.STR, description="end (exclusive): YYYY-MM-DD or ISO 8601; default now"),
+]
+
+
 WINDOW_UNITS = {"m": 1, "h": 60, "d": 1440}
 MAX_WINDOW_MINUTES = 366 * 1440
 

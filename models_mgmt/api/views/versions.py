@@ -7,7 +7,12 @@ from rest_framework.response import Response
 
 from models_mgmt import selectors, services
 from models_mgmt.api.errors import errors
-from models_mgmt.api.serializers import ActivateResultSerializer, ModelVersionSerializer, version_list_data
+from models_mgmt.api.serializers import (
+    ActivateResultSerializer,
+    ModelVersionDetailSerializer,
+    ModelVersionSerializer,
+    version_list_data,
+)
 from models_mgmt.monitoring import ollama, serving
 
 from .base import ModelScopedView
@@ -26,11 +31,11 @@ class VersionListView(generics.GenericAPIView):
 
 class VersionDetailView(ModelScopedView):
     @extend_schema(
-        summary="One version with its metrics, baselines, backtest and metadata",
-        responses={200: ModelVersionSerializer, **errors(404)},
+        summary="One version with its metrics, baselines, backtest, metadata and its lineage's cost",
+        responses={200: ModelVersionDetailSerializer, **errors(404)},
     )
     def get(self, request: Request, name: str, version: str) -> Response:
-        return Response(ModelVersionSerializer(selectors.model_version_get(request.user, name, version)).data)
+        return Response(ModelVersionDetailSerializer(selectors.model_version_get(request.user, name, version)).data)
 
 
 class VersionActivateView(ModelScopedView):
