@@ -2,6 +2,7 @@ from .ai_model import AIModel
 from .audit import AuditEvent
 from .base_model import BaseModel
 from .dataset import Bar, Dataset
+from .experiment import Experiment
 from .guardrail import GuardrailEvaluation, GuardrailPolicy
 from .monitoring import Alert, DriftReport, Prediction
 from .progress_event import ProgressEvent
@@ -17,6 +18,7 @@ __all__ = [
     "BaseModel",
     "Dataset",
     "DriftReport",
+    "Experiment",
     "GuardrailEvaluation",
     "GuardrailPolicy",
     "ModelVersion",
