@@ -130,6 +130,12 @@ def preload(model_id: int, version: str, checksum: str, artifact_path: str) -> N
         serve_active(model_id, version, checksum, artifact_path)
 
 
+def preload_shadow(model_id: int, version: str, checksum: str, artifact_path: str) -> None:
+    """Warm a shadow challenger's session when its experiment starts (it is never `_active`)."""
+    with contextlib.suppress(ServingError):  # the predict that needs it logs it
+        session_for(model_id, version, checksum, artifact_path)
+
+
 def cached_keys() -> list[Key]:
     return sorted(_sessions)
 
