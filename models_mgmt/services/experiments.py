@@ -159,8 +159,9 @@ def experiment_compare(experiment: Experiment) -> dict[str, Any]:
     )
     by_task: dict[str, list[tuple[str, float]]] = {}
     for as_of, champion, challenger, labels in rows.iterator(chunk_size=2000):
+        challenger = challenger or {}
         for task, label in (labels or {}).items():
-            if task in champion and task in (challenger or {}):
+            if task in champion and task in challenger:
                 by_task.setdefault(task, []).append(
                     (_day(as_of), sequential.brier_difference(champion[task], challenger[task], int(label)))
                 )

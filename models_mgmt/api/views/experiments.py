@@ -45,7 +45,7 @@ TaskSerializer = inline_serializer(
         "history": serializers.ListField(child=serializers.DictField(), help_text="{day, mean, lower, upper}"),
     },
 )
-EXPERIMENT_FIELDS = {
+EXPERIMENT_FIELDS: dict[str, serializers.Field] = {
     "id": serializers.IntegerField(),
     "modelName": serializers.CharField(),
     "champion": serializers.CharField(),
