@@ -208,3 +208,10 @@ def test_monitoring_has_a_guardrails_panel_with_every_visible_model(model):
     html = signed_in(Role.VIEWER, model).get("/model-management/monitoring/").content.decode()
     assert 'id="guardrails"' in html and 'src="/static/dashboard/guardrails.js"' in html
     assert '<option value="dash-model">dash-model</option>' in html
+
+
+def test_monitoring_has_an_experiments_panel_with_every_visible_model(model):
+    html = signed_in(Role.VIEWER, model).get("/model-management/monitoring/").content.decode()
+    assert 'id="experiments"' in html and 'src="/static/dashboard/experiments.js"' in html
+    assert 'id="experiments-chart"' in html and "chart.umd.min.js" in html
+    assert '<select id="experiments-model"><option value="dash-model">dash-model</option>' in html
