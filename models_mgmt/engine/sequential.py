@@ -7,21 +7,28 @@ market (and, through overlapping horizons, their labels), so they are averaged i
 observation per day (clustering) before the test; a day is one observation, still in [-1, 1].
 
 The test is a confidence sequence (CS) for the running mean of the daily differences: the
-predictable plug-in empirical-Bernstein CS of Waudby-Smith & Ramdas, "Estimating means of bounded
-random variables by betting", JRSS-B 2023 (Theorem 2 and eq. (13)-(15)), written from the paper's
-formulas (the `confseq` package that implements it is unmaintained). For X_i in [0, 1]:
+"hedged capital" CS of Waudby-Smith & Ramdas, "Estimating means of bounded random variables by
+betting", JRSS-B 2023, with their predictable plug-in bets, written from the paper's formulas (the
+`confseq` package that implements it is unmaintained). For X_i in [0, 1] and a candidate mean m:
 
-    mu_t      = (1/2 + sum_{i<=t} X_i) / (t + 1)
-    sigma2_t  = (1/4 + sum_{i<=t} (X_i - mu_i)^2) / (t + 1)
-    lambda_t  = min(sqrt(2 log(2/alpha) / (sigma2_{t-1} t log(1 + t))), c)      (predictable)
-    v_t       = 4 (X_t - mu_{t-1})^2
-    psi(l)    = (-log(1 - l) - l) / 4
-    C_t       = sum l_i X_i / sum l_i  +-  (log(2/alpha) + sum v_i psi(l_i)) / sum l_i
+    mu_t       = (1/2 + sum_{i<=t} X_i) / (t + 1)
+    sigma2_t   = (1/4 + sum_{i<=t} (X_i - mu_i)^2) / (t + 1)
+    lambda_t   = sqrt(2 log(2/alpha) / (sigma2_{t-1} t log(1 + t)))            (predictable)
+    K+_t(m)    = prod_{i<=t} (1 + min(lambda_i, c/m) (X_i - m))
+    K-_t(m)    = prod_{i<=t} (1 - min(lambda_i, c/(1-m)) (X_i - m))
+    K_t(m)     = (K+_t(m) + K-_t(m)) / 2
+                 (the paper's hedge with theta = 1/2 is max(K+/2, K-/2) <= K_t(m): this one is a
+                 nonnegative martingale too, and excludes at least as much)
 
-and the running intersection of the C_t. With probability >= 1 - alpha, EVERY C_t holds the mean,
-so the CS may be read after every day without inflating false wins (a z-test read daily does not
-have this property: see tests/engine/test_sequential.py). The differences are mapped to [0, 1] by
-X = (d + 1) / 2 and the interval back by d = 2 X - 1.
+K_t(m) is a nonnegative martingale when m is the mean, so by Ville's inequality it ever reaches
+1/alpha with probability <= alpha: the CS is every m whose capital has not (running intersection:
+a candidate once excluded stays out), on a grid of m. With probability >= 1 - alpha EVERY day's
+CS holds the mean, so the CS may be read after every day without inflating false wins (a z-test
+read daily does not have this property: see tests/engine/test_sequential.py). The differences are
+mapped to [0, 1] by X = (d + 1) / 2 and the bounds back by d = 2 X - 1; m = 1/2 (d = 0) is on the
+grid, so "the CS lies above 0" is exact however coarse the grid. Betting beats the
+empirical-Bernstein CS of the same paper here: daily differences vary little inside [-1, 1], where
+its bets are capped at c while these may reach c/m.
 
 Several tasks: alpha is split over them (Bonferroni), so "some task's CS excludes 0 when no task
 differs" has probability <= alpha. The decision rule (`decide`):
@@ -41,9 +48,11 @@ from typing import Any
 import numpy as np
 
 RUNNING, BETTER, WORSE, INCONCLUSIVE = "running", "challenger_better", "challenger_worse", "inconclusive"
-# The truncation of lambda (the paper's c; it suggests 1/2 or 3/4). Daily loss differences vary little
-# within their [-1, 1] range, so lambda hits the cap: 3/4 gives the narrower sequence there.
+# The truncation of the bets (the paper's c, which it suggests at 1/2 or 3/4): a bet on candidate m
+# is at most c/m (or c/(1-m)), so the capital never loses more than the fraction c in one day.
 LAMBDA_MAX = 0.75
+# Candidate means k/GRID_SIZE in X space: a resolution of 0.002 in the paired difference.
+GRID_SIZE = 1000
 
 
 def brier_difference(champion: float, challenger: float, label: int) -> float:
@@ -52,12 +61,12 @@ def brier_difference(champion: float, challenger: float, label: int) -> float:
     return (champion - label) ** 2 - (challenger - label) ** 2
 
 
-def confidence_sequence(x: Any, alpha: float) -> tuple[Any, Any]:
+def confidence_sequence(x: Any, alpha: float, *, grid_size: int = GRID_SIZE) -> tuple[Any, Any]:
     """Lower and upper bounds after each observation of a CS for the mean of x in [0, 1].
 
     `x` has shape (..., t): the last axis is time, any leading axes are independent runs (the
-    simulation tests evaluate thousands at once). The bounds are running intersections, so they
-    only ever narrow.
+    simulation tests evaluate a thousand at once). The bounds are points of the grid k/grid_size
+    (grid_size even, so 1/2 is one), running intersections: they only ever narrow.
     """
     x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
     t = x.shape[-1]
@@ -68,23 +77,34 @@ def confidence_sequence(x: Any, alpha: float) -> tuple[Any, Any]:
     mu = (0.5 + np.cumsum(x, axis=-1)) / (i + 1)  # mu_i, uses X_1..X_i
     sigma2 = (0.25 + np.cumsum((x - mu) ** 2, axis=-1)) / (i + 1)
     lead = x.shape[:-1]
-    mu_prev = np.concatenate([np.full((*lead, 1), 0.5), mu[..., :-1]], axis=-1)
     sigma2_prev = np.concatenate([np.full((*lead, 1), 0.25), sigma2[..., :-1]], axis=-1)
-    log_term = math.log(2.0 / alpha)
-    lam = np.minimum(np.sqrt(2.0 * log_term / (sigma2_prev * i * np.log1p(i))), LAMBDA_MAX)
-    v = 4.0 * (x - mu_prev) ** 2
-    psi = (-np.log1p(-lam) - lam) / 4.0
-    lam_sum = np.cumsum(lam, axis=-1)
-    centre = np.cumsum(lam * x, axis=-1) / lam_sum
-    margin = (log_term + np.cumsum(v * psi, axis=-1)) / lam_sum
-    lower = np.maximum.accumulate(np.clip(centre - margin, 0.0, 1.0), axis=-1)
-    upper = np.minimum.accumulate(np.clip(centre + margin, 0.0, 1.0), axis=-1)
+    lam = np.sqrt(2.0 * math.log(2.0 / alpha) / (sigma2_prev * i * np.log1p(i)))
+    grid = np.arange(1, grid_size) / grid_size
+    threshold = math.log(1.0 / alpha) - math.log(0.5)  # log K+ + log K- hedge: (K+ + K-)/2 >= 1/alpha
+    # excluded[k]: the first time index at which candidate grid[k]'s capital reached 1/alpha (t: never)
+    excluded = np.empty((grid.size, *lead), dtype=np.int64)
+    for k, m in enumerate(grid):
+        up = np.cumsum(np.log1p(np.minimum(lam, LAMBDA_MAX / m) * (x - m)), axis=-1)
+        down = np.cumsum(np.log1p(-np.minimum(lam, LAMBDA_MAX / (1 - m)) * (x - m)), axis=-1)
+        hit = np.logaddexp(up, down) >= threshold
+        excluded[k] = np.where(hit.any(axis=-1), hit.argmax(axis=-1), t)
+    # The lower bound at time s is the smallest candidate not excluded by s: every one below it is.
+    from_below = np.maximum.accumulate(excluded, axis=0)
+    from_above = np.maximum.accumulate(excluded[::-1], axis=0)
+    lower = np.empty(x.shape, dtype=np.float64)
+    upper = np.empty(x.shape, dtype=np.float64)
+    last = grid.size - 1
+    for step in range(t):
+        below = (from_below <= step).sum(axis=0)
+        above = (from_above <= step).sum(axis=0)
+        lower[..., step] = np.where(below <= last, grid[np.minimum(below, last)], 1.0)
+        upper[..., step] = np.where(above <= last, grid[last - np.minimum(above, last)], 0.0)
     return lower, upper
 
 
-def difference_sequence(days: Sequence[float], alpha: float) -> tuple[Any, Any]:
+def difference_sequence(days: Any, alpha: float, *, grid_size: int = GRID_SIZE) -> tuple[Any, Any]:
     """`confidence_sequence` for daily differences in [-1, 1]: bounds on the mean difference."""
-    lower, upper = confidence_sequence((np.asarray(days, dtype=np.float64) + 1.0) / 2.0, alpha)
+    lower, upper = confidence_sequence((np.asarray(days, dtype=np.float64) + 1.0) / 2.0, alpha, grid_size=grid_size)
     return 2.0 * lower - 1.0, 2.0 * upper - 1.0
 
 
@@ -195,7 +215,7 @@ def compare(
         "reason": reason,
         "alpha": alpha,
         "alphaPerTask": share,
-        "method": "predictable plug-in empirical-Bernstein confidence sequence (Waudby-Smith & Ramdas 2023), "
+        "method": "hedged-capital betting confidence sequence (Waudby-Smith & Ramdas 2023), "
         "daily clusters, Bonferroni over tasks",
         "tasks": [r.as_dict() for r in results],
     }
