@@ -9,8 +9,8 @@ import numpy as np
 from models_mgmt.engine import sequential as seq
 
 RUNS, LOOKS, PER_DAY, ALPHA = 1000, 250, 5, 0.05
-# A coarser grid of candidate means keeps the 1000-run simulations to seconds; d = 0 is on every
-# even grid, so "the sequence excludes 0" is decided exactly as with the default grid.
+# A coarser grid of candidate means keeps the 1000-run simulations to seconds (d = 0 is on every
+# even grid; the default grid gives the same rates on these seeds).
 GRID = 200
 
 
