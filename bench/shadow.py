@@ -93,6 +93,26 @@ def call(port: int, token: str, method: str, path: str, body: dict | None = None
     return payload
 
 
+def challenger_run_us(window: list[dict[str, Any]], runs: int = 2000) -> tuple[float, float]:
+    """p50 and p95 (microseconds) of what shadow scoring adds to a request: one session.run of the
+    challenger (plus rounding its outputs) on the feature row predict already computed."""
+    import numpy as np
+
+    from models_mgmt.models import ModelVersion
+    from models_mgmt.monitoring import serving
+
+    challenger = ModelVersion.objects.get(model__name=MODEL, version="v1.1.0")
+    served = serving.session_for(challenger.model_id, challenger.version, challenger.checksum, challenger.artifact_path)
+    row = serving.feature_row({c: np.asarray([b[c] for b in window]) for c in serving.FEATURE_INPUTS}).reshape(1, -1)
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        outputs = served.run(row)[0]
+        {task: round(float(p), 6) for task, p in zip(served.tasks, outputs, strict=True)}
+        times.append((time.perf_counter() - began) * 1e6)
+    return percentile(times, 50), percentile(times, 95)
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()  # noqa: S607
 
@@ -165,6 +185,12 @@ def main() -> None:
                 f"{condition:>7} experiment: {len(latencies[condition])} requests  p50 {p50[condition]:.2f} ms  "
                 f"p95 {p95[condition]:.2f} ms"
             )
+        shadow_us = challenger_run_us(window)
+        print(
+            f"the added work itself, in this process: the challenger's session.run on one feature row "
+            f"p50 {shadow_us[0]:.1f} us, p95 {shadow_us[1]:.1f} us "
+            f"({shadow_us[1] / 1000 / p95['without'] * 100:.2f} % of the p95 without)"
+        )
         verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
         print(f"p95 ratio with/without shadow: {ratio:.3f} (target <= {TARGET_RATIO:.2f}) {verdict}; errors {errors}")
     finally:
