@@ -10,8 +10,10 @@ class Experiment(models.Model):
     confidence sequence (engine/sequential.py; monitoring/experiments.py runs it)."""
 
     model = models.ForeignKey("models_mgmt.AIModel", on_delete=models.CASCADE, related_name="experiments")
-    champion = models.ForeignKey("models_mgmt.ModelVersion", on_delete=models.PROTECT, related_name="+")
-    challenger = models.ForeignKey("models_mgmt.ModelVersion", on_delete=models.PROTECT, related_name="+")
+    # Versions go only with their model (which takes its experiments along): CASCADE, not PROTECT,
+    # which would refuse to delete a model that ever ran an experiment.
+    champion = models.ForeignKey("models_mgmt.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    challenger = models.ForeignKey("models_mgmt.ModelVersion", on_delete=models.CASCADE, related_name="+")
     alpha = models.FloatField(default=0.05, help_text="false-win probability, split over the tasks")
     max_days = models.PositiveIntegerField(default=250, help_text="budget: resolved days before inconclusive")
     max_predictions = models.PositiveIntegerField(

@@ -230,3 +230,11 @@ def test_an_a_a_experiment_on_real_sp500_data_declares_nothing(api, live_model, 
     assert found["state"] == "inconclusive", found["reason"]
     assert all(t["meanDifference"] == 0 and t["lower"] < 0 < t["upper"] for t in found["tasks"])
     assert {t["task"] for t in found["tasks"]} == {"signal", "risk", "pattern"}
+
+
+def test_deleting_a_model_deletes_its_experiments(api, duel):
+    start(api, duel, challenger="v1.1.0")
+    serve_days(duel, SHADOW_DAYS[:3])
+    response = api(duel.owner).delete(f"{API}/models/duel")
+    assert response.status_code == 204, response.data
+    assert not Experiment.objects.exists() and not Prediction.objects.exists()
