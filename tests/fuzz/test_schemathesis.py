@@ -4,8 +4,8 @@ Each operation runs as a maintainer who owns a seeded model (an active version w
 artifact, a ready version, a finished job, an open alert, a running shadow experiment) and as a
 viewer of that model, with a real JWT. Path parameters are either generated or, half the time,
 the seeded objects' (so the fuzzer reaches the handlers, not only the 404 of an unknown name).
-Checks: no 5xx, the status
-code is one the operation documents, the content type and the body match the documented response.
+Checks: no 5xx, the status code is one the operation documents, the content type and the body
+match the documented response.
 
 Bounded and deterministic: a fixed number of examples per operation, derandomized, no example
 database. Nothing is excluded. The multipart CSV upload (POST datasets) is fuzzed like the rest,
