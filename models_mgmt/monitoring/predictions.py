@@ -163,9 +163,10 @@ def _shadow(model: AIModel, active: Any, features: Any) -> tuple[int | None, dic
     A challenger that cannot be served logs a warning and leaves the champion's answer alone."""
     experiment_id = getattr(active, "shadow_experiment_id", None)
     if experiment_id is None or model.family == LLM_LORA.name:
+        serving.release_shadow(model.pk)  # an experiment that ended: its challenger's session goes
         return None, None
     try:
-        challenger = serving.session_for(
+        challenger = serving.serve_shadow(
             model.pk, active.shadow_version, active.shadow_checksum or "", active.shadow_artifact_path or ""
         )
         probabilities = challenger.run(features.reshape(1, -1))[0]

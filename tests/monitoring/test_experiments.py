@@ -107,10 +107,13 @@ def test_predict_scores_the_challenger_in_shadow_and_answers_as_before(api, duel
     assert row.experiment_id == experiment["id"]
     assert row.outputs["signal"] == 0.99 and row.challenger_outputs == {"signal": 0.5, "risk": 0.5, "pattern": 0.5}
 
+    assert [key[1] for key in serving.cached_keys()] == ["v1.0.0", "v1.1.0"]
+
     client.post(f"{API}/experiments/{experiment['id']}/stop")
     after = client.post(f"{API}/models/duel/predict?shadow=1", body, format="json").data
     assert after["shadow"] is None
     assert Prediction.objects.get(pk=after["predictionId"]).challenger_outputs is None
+    assert [key[1] for key in serving.cached_keys()] == ["v1.0.0"]  # the challenger's session is let go
 
 
 def test_a_better_challenger_is_detected_and_a_maintainer_promotes_it(api, duel):
@@ -134,6 +137,10 @@ def test_a_better_challenger_is_detected_and_a_maintainer_promotes_it(api, duel)
     assert promoted.status_code == 200, promoted.data
     assert promoted.data["state"] == "promoted"
     assert ModelVersion.objects.get(model=duel, status=VersionStatus.ACTIVE).version == "v1.1.0"
+    served = api(duel.owner).post(
+        f"{API}/models/duel/predict", {"dataset": "live-sp500", "asOf": "2008-06-27"}, format="json"
+    )
+    assert served.data["version"] == "v1.1.0" and [key[1] for key in serving.cached_keys()] == ["v1.1.0"]
     actions = list(AuditEvent.objects.filter(ai_model=duel).order_by("id").values_list("action", "actor"))
     assert [a for a, _ in actions] == [
         "experiment.started",
