@@ -176,6 +176,7 @@ def run_clients(port: int, token: str, body: bytes, clients: int, per_client: in
         "p99": percentile(latencies, 99),
         "throughput": len(latencies) / elapsed,
         "server_p50": statistics.median(server_ms) if server_ms else float("nan"),
+        "latencies": latencies,
     }
 
 

@@ -20,6 +20,7 @@ from models_mgmt.models import (
     Bar,
     BaseModel,
     Dataset,
+    Experiment,
     GuardrailEvaluation,
     GuardrailPolicy,
     JobCost,
@@ -30,6 +31,7 @@ from models_mgmt.models import (
 )
 from models_mgmt.services import ServiceError, ai_model_create, ai_model_delete, ai_model_update
 from models_mgmt.services.ai_models import EDITABLE_FIELDS
+from models_mgmt.services.experiments import experiment_stop
 from models_mgmt.services.guardrails import POLICY_NUMBERS, guardrail_policy_update, guardrail_policy_validate
 from models_mgmt.services.job_costs import price_card_create, price_card_validate
 
@@ -309,3 +311,29 @@ class JobCostAdmin(ReadOnlyAdmin):
     list_filter = ("final", "currency")
     search_fields = ("job__model__name",)
     list_select_related = ("job__model",)
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(ReadOnlyAdmin):
+    """Started from the API or the dashboard; here it is read, and stopped through experiment_stop
+    (permission-checked, audited)."""
+
+    list_display = ("id", "model", "champion", "challenger", "state", "alpha", "auto_promote", "started_at", "ended_at")
+    list_filter = ("state", "auto_promote")
+    search_fields = ("model__name",)
+    list_select_related = ("model", "champion", "challenger")
+    actions = ["stop"]
+
+    @admin.action(description="Stop the selected running experiments")
+    def stop(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        stopped = 0
+        for experiment in queryset.select_related("model"):
+            try:
+                experiment_stop(
+                    actor=request.user, model=experiment.model, experiment_id=experiment.pk, reason="stopped in admin"
+                )
+                stopped += 1
+            except ServiceError as exc:
+                self.message_user(request, f"Experiment {experiment.pk}: {exc.message}", messages.ERROR)
+        if stopped:
+            self.message_user(request, f"{stopped} experiment(s) stopped.", messages.SUCCESS)

@@ -114,6 +114,7 @@ class AlertKind(models.TextChoices):
     PREDICTION_DRIFT = "prediction_drift", "Prediction drift"
     PERFORMANCE_DRIFT = "performance_drift", "Performance drift"
     GUARDRAIL_BREACH = "guardrail_breach", "Guardrail breach"
+    EXPERIMENT_DECIDED = "experiment_decided", "Shadow experiment decided"
 
 
 # The kinds the scheduled drift check opens and clears with hysteresis; a guardrail breach is
@@ -144,3 +145,31 @@ class GuardrailTrigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"
     BARS = "bars", "After a bar append"
     MANUAL = "manual", "Run by a person"
+
+
+class ExperimentState(models.TextChoices):
+    RUNNING = "running", "Running"
+    CHALLENGER_BETTER = "challenger_better", "Challenger better"
+    CHALLENGER_WORSE = "challenger_worse", "Challenger worse"
+    INCONCLUSIVE = "inconclusive", "Inconclusive at budget"
+    STOPPED = "stopped", "Stopped"
+    PROMOTED = "promoted", "Challenger promoted"
+
+
+# running -> a verdict, or stopped (by a person, or because the champion was replaced);
+# challenger_better -> promoted (a maintainer's click, or auto_promote). Nothing leaves the others.
+EXPERIMENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    ExperimentState.RUNNING: frozenset(
+        {
+            ExperimentState.CHALLENGER_BETTER,
+            ExperimentState.CHALLENGER_WORSE,
+            ExperimentState.INCONCLUSIVE,
+            ExperimentState.STOPPED,
+        }
+    ),
+    ExperimentState.CHALLENGER_BETTER: frozenset({ExperimentState.PROMOTED}),
+    ExperimentState.CHALLENGER_WORSE: frozenset(),
+    ExperimentState.INCONCLUSIVE: frozenset(),
+    ExperimentState.STOPPED: frozenset(),
+    ExperimentState.PROMOTED: frozenset(),
+}

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
-from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_VIEW, GuardrailAction, VersionStatus
+from models_mgmt.choices import LIVE_JOB_STATUSES, PERM_VIEW, ExperimentState, GuardrailAction, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.errors import NotFound
 from models_mgmt.models import (
@@ -26,6 +26,7 @@ from models_mgmt.models import (
     Bar,
     BaseModel,
     Dataset,
+    Experiment,
     GuardrailEvaluation,
     GuardrailPolicy,
     JobCost,
@@ -111,13 +112,25 @@ def ai_model_detail(user: UserLike, name: str) -> AIModel:
     return model
 
 
+SHADOW_COLUMNS = {
+    "shadow_experiment_id": "id",
+    "shadow_version": "challenger__version",
+    "shadow_checksum": "challenger__checksum",
+    "shadow_artifact_path": "challenger__artifact_path",
+}
+
+
 def ai_model_to_serve(user: UserLike, name: str) -> AIModel:
     """A model the user may view, for serving a prediction, with its active version (and that
     version's dataset) loaded: one query when the model has an active version (the version row
-    brings its model), then the permission check (the only one predict makes)."""
+    brings its model and, as `shadow_*` attributes, the challenger of a running experiment), then
+    the permission check (the only one predict makes)."""
+    running = Experiment.objects.filter(model_id=OuterRef("model_id"), state=ExperimentState.RUNNING)
     active = (
         ModelVersion.objects.select_related("model__owner", "model__default_dataset", "dataset")
         .filter(model__name=name, status=VersionStatus.ACTIVE)
+        # The running shadow experiment's challenger, in the same query (predict's count stays constant).
+        .annotate(**{key: Subquery(running.values(column)[:1]) for key, column in SHADOW_COLUMNS.items()})
         .first()
     )
     if active is None:  # no active version (409), or no such model (404): the plain lookup says which
@@ -365,6 +378,23 @@ def last_healthy_version(model: AIModel, active: ModelVersion) -> ModelVersion |
         .order_by("-activated_at", "-created_at")
         .first()
     )
+
+
+def experiment_list(user: UserLike, model_name: str) -> QuerySet[Experiment]:
+    model = ai_model_get(user, model_name)
+    return Experiment.objects.filter(model=model).select_related("model", "champion", "challenger", "started_by")
+
+
+def experiment_get(user: UserLike, experiment_id: int) -> Experiment:
+    """An experiment of a model the user may view (else NotFound)."""
+    experiment = (
+        Experiment.objects.filter(pk=experiment_id, model__in=ai_models_visible(user))
+        .select_related("model", "champion", "challenger", "started_by")
+        .first()
+    )
+    if experiment is None:
+        raise NotFound(f"Experiment {experiment_id} not found.")
+    return experiment
 
 
 def alert_list(user: UserLike, model_name: str, status: str | None = None) -> QuerySet[Alert]:

@@ -17,6 +17,7 @@ from django.db import connection
 from models_mgmt.choices import JobStatus
 from models_mgmt.monitoring.alerts import monitoring_checks_run as _monitoring_checks_run
 from models_mgmt.monitoring.drift import drift_reports_warm as _drift_reports_warm
+from models_mgmt.monitoring.experiments import experiments_evaluate_running
 from models_mgmt.monitoring.guardrails import guardrail_checks_after_bars
 from models_mgmt.monitoring.guardrails import guardrail_checks_run as _guardrail_checks_run
 from models_mgmt.monitoring.predictions import predictions_resolve as _predictions_resolve
@@ -85,8 +86,11 @@ def training_jobs_reap() -> list[tuple[int, str]]:
 
 def predictions_resolve(dataset_id: int | None = None) -> int:
     """After a bar append (`dataset_id`): resolve what the bars complete, then evaluate the
-    guardrails of the models those predictions belong to, so a breach acts on the new labels."""
+    guardrails of the models those predictions belong to, so a breach acts on the new labels, and
+    the running shadow experiments, whose paired comparison the new labels extend."""
     resolved = _predictions_resolve(dataset_id=dataset_id)
+    if resolved:
+        experiments_evaluate_running()
     if dataset_id is not None:
         guardrail_checks_after_bars(dataset_id)
     return resolved

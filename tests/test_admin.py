@@ -11,6 +11,7 @@ from models_mgmt.models import (
     AIModel,
     AuditEvent,
     Dataset,
+    Experiment,
     GuardrailEvaluation,
     GuardrailPolicy,
     JobCost,
@@ -207,3 +208,26 @@ def test_job_costs_are_read_only_in_admin(superuser_client):
     assert superuser_client.get(f"{ADMIN}/jobcost/add/").status_code == 403
     page = superuser_client.get(f"{ADMIN}/jobcost/{cost.pk}/change/").content.decode()
     assert 'name="_save"' not in page
+
+
+def test_experiments_are_read_only_in_admin_and_stopped_through_the_service(superuser_client):
+    champion = ModelVersionFactory(status="active")
+    challenger = ModelVersionFactory(model=champion.model)
+    running = Experiment.objects.create(model=champion.model, champion=champion, challenger=challenger)
+    ended = Experiment.objects.create(
+        model=champion.model, champion=champion, challenger=challenger, state="challenger_worse"
+    )
+    assert superuser_client.get(f"{ADMIN}/experiment/").status_code == 200
+    assert superuser_client.get(f"{ADMIN}/experiment/add/").status_code == 403
+    assert 'name="_save"' not in superuser_client.get(f"{ADMIN}/experiment/{running.pk}/change/").content.decode()
+    response = superuser_client.post(
+        f"{ADMIN}/experiment/",
+        {"action": "stop", "_selected_action": [running.pk, ended.pk]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "1 experiment(s) stopped." in page and "cannot become stopped" in page
+    running.refresh_from_db()
+    assert running.state == "stopped" and running.reason == "stopped in admin"
+    event = AuditEvent.objects.get(action="experiment.stopped")
+    assert event.actor == superuser_client.user and event.before["state"] == "running"

@@ -713,6 +713,11 @@ class PredictSerializer(StrictSerializer):
     asOf = BarTimeField(
         required=False, help_text="last bar to predict from (with dataset): a date, or a timestamp for intraday"
     )
+    shadow = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="also answer with the shadow challenger's outputs (as ?shadow=1 does); off: the answer is as before",
+    )
 
     def validate_bars(self, bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
         limit = settings.MONITORING_PREDICT_MAX_BARS

@@ -14,6 +14,7 @@ from .views import (
     costs,
     datasets,
     drift,
+    experiments,
     fine_tune,
     guardrails,
     jobs,
@@ -26,6 +27,7 @@ from .views import (
 )
 
 MODEL = rf"^model-management/models/(?P<name>{MODEL_NAME_PATTERN})"
+EXPERIMENT = r"^model-management/experiments/(?P<experiment_id>[0-9]{1,18})"
 VERSION = r"(?P<version>[A-Za-z0-9][A-Za-z0-9._+-]{0,31})"
 
 
@@ -58,6 +60,10 @@ urlpatterns = [
     route(rf"{MODEL}/guardrails", guardrails.GuardrailsView, "model-guardrails"),
     route(rf"{MODEL}/guardrails/evaluations", guardrails.GuardrailEvaluationListView, "guardrail-evaluations"),
     route(rf"{MODEL}/guardrails/evaluate", guardrails.GuardrailEvaluateView, "guardrail-evaluate"),
+    route(rf"{MODEL}/experiments", experiments.ExperimentListView, "experiment-list"),
+    route(EXPERIMENT, experiments.ExperimentDetailView, "experiment-detail"),
+    route(rf"{EXPERIMENT}/stop", experiments.ExperimentStopView, "experiment-stop"),
+    route(rf"{EXPERIMENT}/promote", experiments.ExperimentPromoteView, "experiment-promote"),
     route(rf"{MODEL}/fine-tune", fine_tune.FineTuneView, "fine-tune"),
     route(rf"{MODEL}/fine-tune/status", fine_tune.FineTuneStatusView, "fine-tune-status"),
     route(rf"{MODEL}/fine-tune/stop", fine_tune.FineTuneStopView, "fine-tune-stop"),

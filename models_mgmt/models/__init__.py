@@ -3,6 +3,7 @@ from .audit import AuditEvent
 from .base_model import BaseModel
 from .cost import JobCost, PriceCard
 from .dataset import Bar, Dataset
+from .experiment import Experiment
 from .guardrail import GuardrailEvaluation, GuardrailPolicy
 from .monitoring import Alert, DriftReport, Prediction
 from .progress_event import ProgressEvent
@@ -18,6 +19,7 @@ __all__ = [
     "BaseModel",
     "Dataset",
     "DriftReport",
+    "Experiment",
     "GuardrailEvaluation",
     "GuardrailPolicy",
     "JobCost",

@@ -36,6 +36,15 @@ class Prediction(models.Model):
     horizon_end = models.DateTimeField(null=True, blank=True, help_text="timestamp of the bar that resolved it")
     labels = models.JSONField(null=True, blank=True, help_text="{task: 0|1}")
     correct = models.JSONField(null=True, blank=True, help_text="{task: bool}")
+    experiment = models.ForeignKey(
+        "models_mgmt.Experiment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="predictions",
+        help_text="the shadow experiment that also scored this request",
+    )
+    challenger_outputs = models.JSONField(null=True, blank=True, help_text="{task: probability} of the challenger")
 
     class Meta:
         ordering = ["-created_at", "-id"]

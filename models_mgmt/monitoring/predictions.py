@@ -61,6 +61,7 @@ def prediction_make(
     bars: list[dict[str, Any]] | None = None,
     dataset: Dataset | None = None,
     as_of: dt.date | dt.datetime | None = None,
+    show_shadow: bool = False,
 ) -> dict[str, Any]:
     """Serve the active version on a window of bars (given, or a dataset's up to `as_of`) and log it.
 
@@ -69,6 +70,10 @@ def prediction_make(
     version. `dataset` with `bars` names whose later bars resolve the prediction (default: the
     model's dataset). Raises InvalidInput for a window that cannot produce features. No pandas:
     the window is numpy arrays, the features are its last row (`serving.feature_row`).
+
+    With a running shadow experiment (`active.shadow_*`, brought by the same lookup) the challenger
+    is run on the same feature row after the champion answered; its outputs go to the same ledger
+    row, and into the response only with `show_shadow`. `latencyMs` stays the champion's.
     """
     started = time.perf_counter()
     active = selectors.active_version_of(model)
@@ -107,6 +112,7 @@ def prediction_make(
     last = window.keys[-1]
     due_on = timeframes.earliest_due(tf, last, horizon)
     outputs = {task: round(float(p), 6) for task, p in zip(served.tasks, probabilities, strict=True)}
+    experiment_id, shadow_outputs = _shadow(model, active, features)
     # The ledger row is one INSERT, committed (autocommit: no transaction around the request)
     # before this returns, so before the 200 is sent: a 200 implies the row exists. Nothing after
     # it can fail the request, and no batching or after-response write can lose it.
@@ -122,8 +128,10 @@ def prediction_make(
         features=[round(float(x), 8) for x in features],
         outputs=outputs,
         latency_ms=round(latency_ms, 4),
+        experiment_id=experiment_id,
+        challenger_outputs=shadow_outputs,
     )
-    return {
+    answer = {
         "predictionId": prediction.pk,
         "modelName": model.name,
         "version": served.version,
@@ -137,6 +145,35 @@ def prediction_make(
         "latencyMs": round(latency_ms, 3),
         "resolvesAgainst": resolve_in.name if resolve_in else None,
     }
+    if show_shadow:
+        answer["shadow"] = (
+            {
+                "experimentId": experiment_id,
+                "version": getattr(active, "shadow_version", None),
+                "outputs": shadow_outputs,
+            }
+            if experiment_id is not None
+            else None
+        )
+    return answer
+
+
+def _shadow(model: AIModel, active: Any, features: Any) -> tuple[int | None, dict[str, float] | None]:
+    """(experiment id, the challenger's {task: probability}) when an experiment runs, else Nones.
+    A challenger that cannot be served logs a warning and leaves the champion's answer alone."""
+    experiment_id = getattr(active, "shadow_experiment_id", None)
+    if experiment_id is None or model.family == LLM_LORA.name:
+        serving.release_shadow(model.pk)  # an experiment that ended: its challenger's session goes
+        return None, None
+    try:
+        challenger = serving.serve_shadow(
+            model.pk, active.shadow_version, active.shadow_checksum or "", active.shadow_artifact_path or ""
+        )
+        probabilities = challenger.run(features.reshape(1, -1))[0]
+    except serving.ServingError as exc:
+        logger.warning("experiment %s: the challenger was not scored (%s)", experiment_id, exc)
+        return experiment_id, None
+    return experiment_id, {task: round(float(p), 6) for task, p in zip(challenger.tasks, probabilities, strict=True)}
 
 
 def predictions_resolve(*, dataset_id: int | None = None) -> int:

@@ -69,6 +69,7 @@ class ServedVersion:
 _lock = threading.Lock()
 _sessions: dict[Key, ServedVersion] = {}
 _active: dict[int, ServedVersion] = {}
+_shadow: dict[int, ServedVersion] = {}  # model id -> the challenger of its running experiment
 
 
 def _load(model_id: int, version: str, checksum: str, artifact_path: str) -> ServedVersion:
@@ -119,7 +120,8 @@ def serve_active(model_id: int, version: str, checksum: str, artifact_path: str)
     with _lock:
         previous = _active.get(model_id)
         _active[model_id] = served  # one assignment: the swap is atomic for readers
-        if previous is not None and previous.key != served.key:
+        shadow = _shadow.get(model_id)
+        if previous is not None and previous.key != served.key and (shadow is None or shadow.key != previous.key):
             _sessions.pop(previous.key, None)
     return served
 
@@ -130,6 +132,43 @@ def preload(model_id: int, version: str, checksum: str, artifact_path: str) -> N
         serve_active(model_id, version, checksum, artifact_path)
 
 
+def serve_shadow(model_id: int, version: str, checksum: str, artifact_path: str) -> ServedVersion:
+    """The session of a running experiment's challenger; a previous challenger's is dropped."""
+    current = _shadow.get(model_id)
+    if current is not None and current.key == (model_id, version, checksum):
+        return current
+    served = session_for(model_id, version, checksum, artifact_path)
+    with _lock:
+        previous = _shadow.get(model_id)
+        _shadow[model_id] = served
+        if previous is not None and previous.key != served.key:
+            _drop_unless_active(previous)
+    return served
+
+
+def release_shadow(model_id: int) -> None:
+    """No experiment runs for the model (any more): its challenger's session is dropped, unless it
+    is the active version's (an A/A experiment, or a promoted challenger)."""
+    if model_id not in _shadow:  # the common case: a dict lookup per request
+        return
+    with _lock:
+        previous = _shadow.pop(model_id, None)
+        if previous is not None:
+            _drop_unless_active(previous)
+
+
+def _drop_unless_active(served: ServedVersion) -> None:
+    active = _active.get(served.model_id)
+    if active is None or active.key != served.key:
+        _sessions.pop(served.key, None)
+
+
+def preload_shadow(model_id: int, version: str, checksum: str, artifact_path: str) -> None:
+    """Warm a shadow challenger's session when its experiment starts (it is never `_active`)."""
+    with contextlib.suppress(ServingError):  # the predict that needs it logs it
+        serve_shadow(model_id, version, checksum, artifact_path)
+
+
 def cached_keys() -> list[Key]:
     return sorted(_sessions)
 
@@ -138,6 +177,7 @@ def clear() -> None:
     with _lock:
         _sessions.clear()
         _active.clear()
+        _shadow.clear()
 
 
 def feature_row(bars: Any) -> Any:

@@ -19,6 +19,7 @@ from models_mgmt.realtime.events import publish_model_event
 from models_mgmt.selectors import automatic_change_blocked
 
 from .audit import audit_record
+from .experiment_lifecycle import experiments_stop_for_new_champion
 from .queue import WARM_DRIFT_REPORTS, task_enqueue
 from .training_jobs import training_epochs_save, training_job_transition
 
@@ -91,6 +92,7 @@ def _activate(
         before={"active": previous.version if previous else None},
         after={"active": target.version, "reason": reason, **({"delivery": delivery} if delivery else {})},
     )
+    experiments_stop_for_new_champion(model=model, active=target, actor=actor)
     transaction.on_commit(lambda: _enqueue_drift_warmup(model.pk))
     publish_model_event(
         model,

@@ -17,15 +17,17 @@ from models_mgmt.choices import (
     PERM_MANAGE,
     PERM_VIEW,
     AlertKind,
+    ExperimentState,
     JobStatus,
     Role,
     VersionStatus,
 )
-from models_mgmt.models import AIModel, Alert, TrainingJob
+from models_mgmt.models import AIModel, Alert, Experiment, TrainingJob
 from models_mgmt.services.roles import roles_ensure
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory, grant
 
 BASE = "/api/model-management/models/llama3.1:8b"
+EXPERIMENT = "/api/model-management/experiments/555"
 SMALLEST_ROLE = {
     PERM_VIEW: Role.VIEWER,
     PERM_FINETUNE: Role.TRAINER,
@@ -42,6 +44,7 @@ class Endpoint:
     success: int
     body: dict = field(default_factory=dict)
     live_job: bool = False
+    experiment: str | None = None  # the state of experiment 555 to create first
 
     def __str__(self) -> str:
         return f"{self.method} {self.path.removeprefix(BASE) or '/'}"
@@ -69,6 +72,11 @@ ENDPOINTS = [
     Endpoint("put", f"{BASE}/guardrails", PERM_ACTIVATE, 200, {"enabled": True, "latencyM": 2}),
     Endpoint("get", f"{BASE}/guardrails/evaluations", PERM_VIEW, 200),
     Endpoint("post", f"{BASE}/guardrails/evaluate", PERM_ACTIVATE, 200),
+    Endpoint("get", f"{BASE}/experiments", PERM_VIEW, 200, experiment=ExperimentState.RUNNING),
+    Endpoint("post", f"{BASE}/experiments", PERM_ACTIVATE, 201, {"challenger": "v0.9.0"}),
+    Endpoint("get", f"{EXPERIMENT}", PERM_VIEW, 200, experiment=ExperimentState.RUNNING),
+    Endpoint("post", f"{EXPERIMENT}/stop", PERM_ACTIVATE, 200, experiment=ExperimentState.RUNNING),
+    Endpoint("post", f"{EXPERIMENT}/promote", PERM_ACTIVATE, 200, experiment=ExperimentState.CHALLENGER_BETTER),
 ]
 
 
@@ -113,6 +121,14 @@ def call(client: APIClient, endpoint: Endpoint):
 def prepare(endpoint: Endpoint, model: AIModel) -> None:
     if endpoint.live_job:
         TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.QUEUED)
+    if endpoint.experiment:
+        Experiment.objects.create(
+            pk=555,
+            model=model,
+            champion=model.versions.get(version="v0.9.0"),
+            challenger=model.versions.get(version="v1.0.0"),
+            state=endpoint.experiment,
+        )
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)

@@ -194,8 +194,9 @@ WRITE_QUERIES = {
     #   event INSERT, audit INSERT, RELEASE
     "stop": 13,
     # + SAVEPOINT, model row lock, target version lock (with what the answer shows), previous active
-    #   lock, 2 UPDATEs, audit INSERT, seq UPDATE + SELECT, event INSERT, RELEASE
-    "activate": 15,
+    #   lock, 2 UPDATEs, audit INSERT, the running shadow experiment whose champion this replaces
+    #   (locked; none here), seq UPDATE + SELECT, event INSERT, RELEASE
+    "activate": 16,
     # GET models/:name for comparison: user, model, permissions (2), active version and live job (2)
     "detail": 6,
 }

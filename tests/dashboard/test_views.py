@@ -239,3 +239,10 @@ def test_the_fine_tuning_tab_shows_the_latest_jobs_cost_and_versions_their_linea
     assert re.search(r'id="model-cost-text"[^>]*>0\.1500 USD over 2 jobs<', page)
     versions = client.get("/model-management/versions/").content.decode()
     assert "cost 0.1500 USD over 2 jobs" in versions and "cost 0.0500 USD over 1 job" in versions
+
+
+def test_monitoring_has_an_experiments_panel_with_every_visible_model(model):
+    html = signed_in(Role.VIEWER, model).get("/model-management/monitoring/").content.decode()
+    assert 'id="experiments"' in html and 'src="/static/dashboard/experiments.js"' in html
+    assert 'id="experiments-chart"' in html and "chart.umd.min.js" in html
+    assert '<select id="experiments-model"><option value="dash-model">dash-model</option>' in html

@@ -1,10 +1,11 @@
 """Schemathesis fuzzes every operation of the project's own OpenAPI schema, in process (WSGI).
 
 Each operation runs as a maintainer who owns a seeded model (an active version with a real ONNX
-artifact, a ready version, a finished job, an open alert) and as a viewer of that model, with a
-real JWT. Path parameters are either generated or, half the time, the seeded objects' (so the
-fuzzer reaches the handlers, not only the 404 of an unknown name). Checks: no 5xx, the status
-code is one the operation documents, the content type and the body match the documented response.
+artifact, a ready version, a finished job, an open alert, a running shadow experiment) and as a
+viewer of that model, with a real JWT. Path parameters are either generated or, half the time,
+the seeded objects' (so the fuzzer reaches the handlers, not only the 404 of an unknown name).
+Checks: no 5xx, the status code is one the operation documents, the content type and the body
+match the documented response.
 
 Bounded and deterministic: a fixed number of examples per operation, derandomized, no example
 database. Nothing is excluded. The multipart CSV upload (POST datasets) is fuzzed like the rest,
@@ -25,12 +26,12 @@ from hypothesis import strategies as st
 from rest_framework_simplejwt.tokens import AccessToken
 
 from models_mgmt.choices import AlertKind, JobStatus, Role, VersionStatus
-from models_mgmt.models import Alert
+from models_mgmt.models import Alert, Experiment
 from techanal.wsgi import application
 from tests.api.test_permission_matrix import serving_artifact
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory, grant
 
-MODEL, DATASET, VERSION, ALERT_ID, JOB_ID = "fuzz-model", "sample", "v1.0.0", 4711, 4712
+MODEL, DATASET, VERSION, ALERT_ID, JOB_ID, EXPERIMENT_ID = "fuzz-model", "sample", "v1.0.0", 4711, 4712, 4713
 
 
 def not_a_server_error(ctx, response, case):
@@ -60,7 +61,7 @@ def _seeded_or_generated(context, path_parameters):
     """Either the generated parameters or the seeded objects' (the dataset for dataset paths)."""
     if not path_parameters:
         return st.just(path_parameters)
-    known = {"version": VERSION, "alert_id": ALERT_ID, "job_id": JOB_ID}
+    known = {"version": VERSION, "alert_id": ALERT_ID, "job_id": JOB_ID, "experiment_id": EXPERIMENT_ID}
     known["name"] = DATASET if "/datasets/" in context.operation.path else MODEL
     seeded = {key: known.get(key, value) for key, value in path_parameters.items()}
     return st.sampled_from([path_parameters, seeded])
@@ -88,7 +89,8 @@ def world(db, tmp_path, in_process_requests):
     active = ModelVersionFactory(
         model=model, version=VERSION, status=VersionStatus.ACTIVE, artifact_path=serving_artifact(tmp_path)
     )
-    ModelVersionFactory(model=model, version="v1.1.0")
+    challenger = ModelVersionFactory(model=model, version="v1.1.0")
+    Experiment.objects.create(pk=EXPERIMENT_ID, model=model, champion=active, challenger=challenger)
     TrainingJobFactory(pk=JOB_ID, model=model, dataset=model.default_dataset, status=JobStatus.STOPPED)
     Alert.objects.create(pk=ALERT_ID, model=model, version=active, kind=AlertKind.DATA_DRIFT, message="drift")
     viewer = UserFactory(role=Role.VIEWER)

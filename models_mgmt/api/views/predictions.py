@@ -31,6 +31,12 @@ PredictionSerializer = inline_serializer(
         "outputs": serializers.DictField(child=OutputSerializer, help_text="signal, risk, pattern"),
         "latencyMs": serializers.FloatField(help_text="features + inference, in this process"),
         "resolvesAgainst": serializers.CharField(allow_null=True, help_text="dataset whose later bars score it"),
+        "shadow": serializers.DictField(
+            required=False,
+            allow_null=True,
+            help_text="only with shadow=true (or ?shadow=1): {experimentId, version, outputs} of the running "
+            "experiment's challenger, null when none runs",
+        ),
     },
 )
 
@@ -49,5 +55,8 @@ class PredictView(ModelScopedView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         dataset = selectors.dataset_get(request.user, v["dataset"]) if v.get("dataset") else None
-        result = prediction_make(model=model, bars=v.get("bars"), dataset=dataset, as_of=v.get("asOf"))
+        show_shadow = v.get("shadow", False) or request.query_params.get("shadow") in ("1", "true")
+        result = prediction_make(
+            model=model, bars=v.get("bars"), dataset=dataset, as_of=v.get("asOf"), show_shadow=show_shadow
+        )
         return Response(result)
