@@ -66,8 +66,9 @@ def environment(work: Path) -> dict[str, str]:
     return {**os.environ, **values}
 
 
-def prepare() -> tuple[str, list[dict[str, Any]]]:
-    """Migrate, import S&P 500, train and activate v1.0.0; return an access token and a bar window."""
+def prepare(versions: int = 1) -> tuple[str, list[dict[str, Any]]]:
+    """Migrate, import S&P 500, train `versions` versions (v1.0.0, v1.1.0, ...) and activate v1.0.0;
+    return an access token and a bar window."""
     import django
 
     django.setup()
@@ -89,13 +90,15 @@ def prepare() -> tuple[str, list[dict[str, Any]]]:
     user = get_user_model().objects.get(pk=user.pk)
     dataset = services.dataset_import_builtin(name="sp500")
     model = services.ai_model_create(actor=user, name=MODEL, family="multitask-mlp", default_dataset=dataset)
-    data = FineTuningConfigSerializer(data={"epochs": 2, "startDate": "2013-01-01"}, context={"model": model})
-    data.is_valid(raise_exception=True)
-    job = services.training_job_start(
-        actor=user, model=model, config=data.validated_data["resolved"].config, dataset=dataset, base_version=None
-    )
-    outcome = training_job_execute(job_id=job.pk)
-    services.model_version_activate(actor=user, model=model, version=outcome.version)
+    trained = []
+    for _ in range(versions):
+        data = FineTuningConfigSerializer(data={"epochs": 2, "startDate": "2013-01-01"}, context={"model": model})
+        data.is_valid(raise_exception=True)
+        job = services.training_job_start(
+            actor=user, model=model, config=data.validated_data["resolved"].config, dataset=dataset, base_version=None
+        )
+        trained.append(training_job_execute(job_id=job.pk).version)
+    services.model_version_activate(actor=user, model=model, version=trained[0])
     frame = load_builtin("sp500").iloc[-100:]
     window = [
         {"date": d.isoformat(), "open": r.open, "high": r.high, "low": r.low, "close": r.close, "volume": r.volume}

@@ -22,7 +22,6 @@ import contextlib
 import http.client
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -37,48 +36,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.figures import percentile  # noqa: E402 - after the path set-up above
-from bench.predict import MODEL, environment, free_port, run_clients, web_processes  # noqa: E402
+from bench.predict import MODEL, environment, free_port, prepare, run_clients, web_processes  # noqa: E402
 
 TARGET_RATIO = 1.10
-
-
-def prepare() -> tuple[str, list[dict[str, Any]]]:
-    """Migrate, import S&P 500, train v1.0.0 and v1.1.0, activate v1.0.0; a token and a bar window."""
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from rest_framework_simplejwt.tokens import RefreshToken
-
-    from models_mgmt import services
-    from models_mgmt.api.serializers import FineTuningConfigSerializer
-    from models_mgmt.choices import Role
-    from models_mgmt.engine.bars import load_builtin
-    from models_mgmt.services.roles import roles_ensure
-    from models_mgmt.training.worker import training_job_execute
-
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(12))
-    user.groups.add(roles_ensure()[Role.MAINTAINER])
-    user = get_user_model().objects.get(pk=user.pk)
-    dataset = services.dataset_import_builtin(name="sp500")
-    model = services.ai_model_create(actor=user, name=MODEL, family="multitask-mlp", default_dataset=dataset)
-    versions = []
-    for _ in range(2):
-        data = FineTuningConfigSerializer(data={"epochs": 2, "startDate": "2013-01-01"}, context={"model": model})
-        data.is_valid(raise_exception=True)
-        job = services.training_job_start(
-            actor=user, model=model, config=data.validated_data["resolved"].config, dataset=dataset, base_version=None
-        )
-        versions.append(training_job_execute(job_id=job.pk).version)
-    services.model_version_activate(actor=user, model=model, version=versions[0])
-    frame = load_builtin("sp500").iloc[-100:]
-    window = [
-        {"date": d.isoformat(), "open": r.open, "high": r.high, "low": r.low, "close": r.close, "volume": r.volume}
-        for d, r in zip(frame.index, frame.itertuples(index=False), strict=True)
-    ]
-    return str(RefreshToken.for_user(user).access_token), window
 
 
 def call(port: int, token: str, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
@@ -129,7 +89,7 @@ def main() -> None:
     try:
         env = environment(work)
         print("preparing: migrate, import sp500, train 2 versions (2 epochs on 2013-2018), activate v1.0.0 ...")
-        token, window = prepare()
+        token, window = prepare(versions=2)
         port = free_port()
         command = [
             sys.executable, "-m", "uvicorn", "techanal.asgi:application", "--host", "127.0.0.1",
