@@ -9,7 +9,7 @@ import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
 from models_mgmt.choices import AlertKind, JobStatus, Role, VersionStatus
-from models_mgmt.models import AIModel, Alert, ModelVersion, TrainingJob
+from models_mgmt.models import AIModel, Alert, Experiment, ModelVersion, TrainingJob
 from tests.api.test_permission_matrix import serving_artifact
 from tests.conftest import bearer
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory, UserFactory, grant
@@ -60,6 +60,15 @@ def build_owner(username: str, model_name: str, artifacts: Path, *, alert_id: in
 def build_pair(tmp_path: Path) -> tuple[Owned, Owned]:
     # Alice's model carries the name and alert id the permission matrix's ENDPOINTS address.
     alice = build_owner("alice", "llama3.1:8b", tmp_path / "alice", alert_id=777, accuracy=0.61)
+    # ... and the experiment id: a shadow experiment of an earlier version behind her active one.
+    (tmp_path / "alice-v0.9.0").mkdir()
+    challenger = ModelVersionFactory(
+        model=alice.model,
+        version="v0.9.0",
+        status=VersionStatus.DEPRECATED,
+        artifact_path=serving_artifact(tmp_path / "alice-v0.9.0"),
+    )
+    Experiment.objects.create(pk=555, model=alice.model, champion=alice.active, challenger=challenger)
     bob = build_owner("bob", "bob-model", tmp_path / "bob", alert_id=888, accuracy=0.71)
     return alice, bob
 

@@ -9,14 +9,15 @@ through the collections (alert ids, job ids, versions, lists, audit trail), and 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from models_mgmt.choices import AlertStatus, JobStatus, VersionStatus
-from models_mgmt.models import AIModel, Prediction, TrainingJob
+from models_mgmt.choices import AlertStatus, ExperimentState, JobStatus, VersionStatus
+from models_mgmt.models import AIModel, Experiment, Prediction, TrainingJob
 from models_mgmt.realtime.events import publish_job_event
 from techanal.asgi import application
 from tests.api.test_permission_matrix import ENDPOINTS, call
@@ -49,6 +50,7 @@ def assert_untouched(owned: Owned) -> None:
     owned.alert.refresh_from_db()
     assert owned.alert.status == AlertStatus.OPEN
     assert not Prediction.objects.filter(model=model).exists()
+    assert Experiment.objects.get(pk=555).state == ExperimentState.RUNNING
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
@@ -57,7 +59,12 @@ def test_another_owner_gets_404_and_learns_nothing(owners, endpoint):
     response = call(bearer(bob.user), endpoint)
 
     assert response.status_code == 404, response.content
-    assert response.json() == {"detail": f"AI model '{alice.model.name}' not found.", "code": "not_found"}
+    if endpoint.path.startswith(alice.base):
+        detail = f"AI model '{alice.model.name}' not found."
+    else:  # an object addressed by its id (experiments/555): answered exactly like an id that does not exist
+        missing = call(bearer(bob.user), replace(endpoint, path=endpoint.path.replace("/555", "/99555")))
+        detail = missing.json()["detail"].replace("99555", "555")
+    assert response.json() == {"detail": detail, "code": "not_found"}
     assert leaks(response, alice, name_echoed=True) == []
     assert_untouched(alice)
 
