@@ -113,6 +113,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(env: dict[str, str], port: int, procs: int, server: str = "uvicorn") -> subprocess.Popen:
+    """The web server as bin/serve runs it (or one daphne), in its own session; returns once
+    /api/health/ answers and, for uvicorn, every worker has had time to come up."""
+    if server == "daphne":
+        command = [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port), "techanal.asgi:application"]
+    else:
+        command = [
+            sys.executable, "-m", "uvicorn", "techanal.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(procs), "--loop", "uvloop",
+            "--http", "techanal.http_server:ApiHttpToolsProtocol", "--ws", "websockets-sansio",
+            "--lifespan", "off", "--no-access-log",
+        ]  # fmt: skip
+    process = subprocess.Popen(  # noqa: S603 (the venv's server)
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    for _ in range(300):
+        with contextlib.suppress(OSError):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/health/")
+            conn.getresponse().read()
+            break
+        time.sleep(0.1)
+    else:
+        raise SystemExit("the web server did not start")
+    time.sleep(2 if server == "uvicorn" else 0)  # every worker up, not just the first to answer
+    return process
+
+
 def web_processes(pid: int) -> list[int]:
     """The processes that serve requests: uvicorn's workers (children of its supervisor), else pid."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
@@ -236,28 +264,7 @@ def main() -> None:
 
         artifact = ModelVersion.objects.get(model__name=MODEL).artifact_path
         port = free_port()
-        if args.server == "daphne":
-            command = [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port), "techanal.asgi:application"]
-        else:  # as bin/serve runs it
-            command = [
-                sys.executable, "-m", "uvicorn", "techanal.asgi:application", "--host", "127.0.0.1",
-                "--port", str(port), "--workers", str(args.procs), "--loop", "uvloop",
-                "--http", "techanal.http_server:ApiHttpToolsProtocol", "--ws", "websockets-sansio",
-                "--lifespan", "off", "--no-access-log",
-            ]  # fmt: skip
-        daphne = subprocess.Popen(  # noqa: S603 (the venv's server)
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
-        for _ in range(300):
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/api/health/")
-                conn.getresponse().read()
-                break
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the web server did not start")
-        time.sleep(2 if args.server == "uvicorn" else 0)  # every worker up, not just the first to answer
+        daphne = start_server(env, port, args.procs, args.server)
         load = os.getloadavg()
         served_by = f"{args.server} ({len(web_processes(daphne.pid))} web process(es)) on 127.0.0.1:{port}"
         print(f"{served_by}; idle RSS {web_rss(daphne.pid)[0]:.1f} MB per process (largest); "

@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.figures import percentile  # noqa: E402 - after the path set-up above
-from bench.predict import MODEL, environment, free_port, prepare, run_clients, web_processes  # noqa: E402
+from bench.predict import MODEL, environment, free_port, prepare, run_clients, start_server, web_processes  # noqa: E402
 
 TARGET_RATIO = 1.10
 
@@ -91,25 +91,7 @@ def main() -> None:
         print("preparing: migrate, import sp500, train 2 versions (2 epochs on 2013-2018), activate v1.0.0 ...")
         token, window = prepare(versions=2)
         port = free_port()
-        command = [
-            sys.executable, "-m", "uvicorn", "techanal.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(args.procs), "--loop", "uvloop",
-            "--http", "techanal.http_server:ApiHttpToolsProtocol", "--ws", "websockets-sansio",
-            "--lifespan", "off", "--no-access-log",
-        ]  # fmt: skip
-        server = subprocess.Popen(  # noqa: S603 (the venv's server)
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
-        for _ in range(300):
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/api/health/")
-                conn.getresponse().read()
-                break
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the web server did not start")
-        time.sleep(2)
+        server = start_server(env, port, args.procs)
         print(f"uvicorn ({len(web_processes(server.pid))} web process(es)) on 127.0.0.1:{port}")
         print(f"uptime before: {uptime()}")
         body = json.dumps({"bars": window}).encode()
