@@ -15,7 +15,9 @@ clock and fake process times and gets exact figures.
   where that is not possible the figure is the process's peak so far, which may be an earlier job's.
 * **GPU seconds** -- wall seconds during which this process held tensors on a GPU (CUDA initialised
   and memory allocated), counted between samples: an interval counts when the GPU is in use at its
-  end, so the figure is as fine as the heartbeat (0.4 s). Untested on GPU hardware so far.
+  end, so the figure is as fine as the heartbeat (0.4 s); plus wall x n for the n GPUs that child
+  processes (torchrun's ranks) hold, told by `set_external_gpus(n)` as they start and end, counted
+  exactly from each change. Untested on GPU hardware so far.
 * **Units** -- the work done: samples x epochs, or tokens for language models; the worker sets
   them when the run's result says how many.
 """
@@ -118,6 +120,7 @@ class Meter:
         self._cpu_at_start = 0.0
         self._last_sampled = 0.0
         self._gpu_s = 0.0
+        self._external_gpus = 0  # GPUs held by child processes (torchrun's ranks)
         self._lock = threading.Lock()  # the heartbeat thread and the worker both sample
 
     def start(self) -> None:
@@ -133,15 +136,27 @@ class Meter:
         """More work done (a walk-forward fold)."""
         self.units, self.unit_kind = self.units + max(int(units), 0), kind
 
+    def set_external_gpus(self, n: int) -> None:
+        """GPUs that child processes (a torchrun group's ranks on this host) hold from now on; 0 when
+        they end. The interval up to now is counted at the previous number first."""
+        with self._lock:
+            if self._started is not None:
+                self._count_gpu_until(self._clock())
+            self._external_gpus = max(int(n), 0)
+
+    def _count_gpu_until(self, now: float) -> None:
+        elapsed = max(now - self._last_sampled, 0.0)
+        own = 1 if self._gpu_in_use() else 0
+        self._gpu_s += elapsed * (own + self._external_gpus)
+        self._last_sampled = now
+
     def sample(self) -> CostSample:
         if self._started is None:
             return replace(self.carried, units=self.units, unit_kind=self.unit_kind)
         with self._lock:
             now = self._clock()
             times = self._times()
-            if self._gpu_in_use():
-                self._gpu_s += max(now - self._last_sampled, 0.0)
-            self._last_sampled = now
+            self._count_gpu_until(now)
             gpu_s = self._gpu_s
         return CostSample(
             wall_s=self.carried.wall_s + max(now - self._started, 0.0),

@@ -78,7 +78,8 @@ class _State:
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    # On the CPU whatever the device: checkpoints and the kept weights read the same on any machine.
+    return {name: tensor.detach().clone().cpu() for name, tensor in model.state_dict().items()}
 
 
 def data_fingerprint(spec: TrainingSpec, split: SampleSplit) -> str:
@@ -103,16 +104,19 @@ def as_stop_check(should_stop: StopCheck | Any | None) -> StopCheck:
 
 
 @contextmanager
-def _reproducible(threads: int) -> Iterator[None]:
+def _reproducible(threads: int, device: torch.device) -> Iterator[None]:
     previous_threads = torch.get_num_threads()
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    # On CUDA some kernels (cuBLAS without CUBLAS_WORKSPACE_CONFIG) have no deterministic version:
+    # warn there instead of failing the run; the CPU stays strictly deterministic.
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             yield
     finally:
-        torch.use_deterministic_algorithms(previous_deterministic)
+        torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
         torch.set_num_threads(previous_threads)
 
 
@@ -127,12 +131,17 @@ def fit(
     on_epoch: Callable[[EpochReport], None] | None = None,
     should_stop: StopCheck | Any | None = None,
     clock: Callable[[], float] = time.monotonic,
+    device: str | torch.device = "cpu",
 ) -> FitOutcome:
-    """Train a `MultiTaskNet` on `split`; see the module docstring for the rules it follows."""
+    """Train a `MultiTaskNet` on `split`; see the module docstring for the rules it follows.
+
+    The network and the samples live on `device` while training; the returned model is on the CPU
+    (evaluation and export read it there)."""
     resume = load_checkpoint(resume_from) if resume_from else None
     writer = CheckpointWriter(checkpoint_path) if checkpoint_path else None
+    target = torch.device(device)
     try:
-        with _reproducible(spec.num_threads):
+        with _reproducible(spec.num_threads, target):
             return _fit(
                 spec,
                 split,
@@ -144,6 +153,7 @@ def fit(
                 on_epoch=on_epoch,
                 stop=as_stop_check(should_stop),
                 throttle=ProgressThrottle(clock=clock),
+                device=target,
             )
     finally:
         if writer is not None:
@@ -174,16 +184,18 @@ def _fit(
     on_epoch: Callable[[EpochReport], None] | None,
     stop: StopCheck,
     throttle: ProgressThrottle,
+    device: torch.device,
 ) -> FitOutcome:
     norm = split.normalization
-    x_train = torch.from_numpy(norm.apply(split.x_train))
-    y_train = torch.from_numpy(split.y_train)
-    x_val = torch.from_numpy(norm.apply(split.x_val))
-    y_val = torch.from_numpy(split.y_val)
+    x_train = torch.from_numpy(norm.apply(split.x_train)).to(device)
+    y_train = torch.from_numpy(split.y_train).to(device)
+    x_val = torch.from_numpy(norm.apply(split.x_val)).to(device)
+    y_val = torch.from_numpy(split.y_val).to(device)
 
     model = build_model(spec, x_train.shape[1])
     if init_weights is not None:
         _load_weights(model, init_weights, "initial weights")
+    model.to(device)  # after loading: the initial weights and checkpoints are CPU tensors
     if spec.freeze_trunk:
         for parameter in model.trunk.parameters():
             parameter.requires_grad_(False)
@@ -199,7 +211,7 @@ def _fit(
         with torch.no_grad():
             logits = model(x_val)
             loss = float(loss_fn(logits, y_val))
-        return loss, task_metrics(torch.sigmoid(logits).numpy(), split.y_val)
+        return loss, task_metrics(torch.sigmoid(logits).cpu().numpy(), split.y_val)
 
     state = _State()
     if resume is not None:
@@ -232,12 +244,12 @@ def _fit(
         if spec.freeze_trunk:
             model.trunk.eval()  # frozen features: no dropout noise on what the heads read
         order = torch.randperm(n, generator=generator)
-        running, seen = torch.zeros(()), 0
+        running, seen = torch.zeros((), device=device), 0
         for step in range(steps_per_epoch):
             if stop():
                 status = "stopped"
                 break
-            batch = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+            batch = order[step * spec.batch_size : (step + 1) * spec.batch_size].to(device)
             loss = loss_fn(model(x_train[batch]), y_train[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -301,6 +313,7 @@ def _fit(
             on_epoch(report)
         stopped_early = patience > 0 and state.bad_epochs >= patience
 
+    model.to("cpu")
     model.load_state_dict(state.best_weights)
     model.eval()
     best_row = next((row for row in state.history if row["epoch"] == state.best_epoch), None)

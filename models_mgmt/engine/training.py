@@ -135,8 +135,12 @@ def run_training(
     on_phase: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | Any | None = None,
     clock: Callable[[], float] = time.monotonic,
+    device: str = "cpu",
 ) -> TrainingResult:
-    """Split, train, evaluate on the validation window and, unless stopped, write the artifact."""
+    """Split, train, evaluate on the validation window and, unless stopped, write the artifact.
+
+    `device` ("cpu", "cuda", "cuda:1"; see distributed.resolve_device) is where the network trains;
+    evaluation, the backtest and the export read the kept weights on the CPU."""
     import torch  # heavy: only the training worker loads torch
 
     from .artifact import write_artifact  # heavy: artifact pulls torch and onnx
@@ -165,6 +169,7 @@ def run_training(
         on_epoch=on_epoch,
         should_stop=should_stop,
         clock=clock,
+        device=device,
     )
 
     phase("evaluating")

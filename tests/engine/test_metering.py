@@ -48,6 +48,24 @@ def test_a_fake_clock_gives_exact_figures():
     assert sample == CostSample(wall_s=90.0, cpu_s=93.0, gpu_s=30.0, peak_rss_bytes=5000, units=1536)
 
 
+def test_gpus_held_by_child_ranks_count_wall_times_gpus_from_each_change():
+    fake = FakeProcess()
+    meter = meter_of(fake)
+    meter.start()
+    fake.now = 110.0
+    meter.set_external_gpus(4)  # the ranks start: the 10 s before count nothing
+    fake.now = 115.0
+    assert meter.sample().gpu_s == 20.0  # 5 s x 4 GPUs
+    fake.now = 120.0
+    meter.set_external_gpus(0)  # the ranks end: 5 s more x 4
+    fake.now = 150.0
+    assert meter.sample().gpu_s == 40.0
+    fake.gpu = True  # this process's own use counts besides the ranks'
+    meter.set_external_gpus(2)
+    fake.now = 160.0
+    assert meter.sample().gpu_s == 40.0 + 10.0 * 3
+
+
 def test_a_resumed_run_adds_to_what_earlier_attempts_used():
     fake = FakeProcess()
     carried = CostSample(wall_s=10.0, cpu_s=4.0, gpu_s=1.0, peak_rss_bytes=9000, units=100)
