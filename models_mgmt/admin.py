@@ -149,7 +149,7 @@ class TrainingEpochInline(admin.TabularInline):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(ReadOnlyAdmin):
-    list_display = ("id", "model", "status", "progress", "epoch", "total_epochs", "attempts", "created_at")
+    list_display = ("id", "model", "status", "progress", "epoch", "total_epochs", "attempts", "device", "created_at")
     list_filter = ("status",)
     search_fields = ("model__name",)
     list_select_related = ("model",)

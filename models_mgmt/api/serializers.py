@@ -16,6 +16,7 @@ from rest_framework.utils import html
 
 from models_mgmt.choices import ActivationPolicy, Role
 from models_mgmt.engine import timeframes
+from models_mgmt.engine.distributed import DEVICES, MAX_NPROC_PER_NODE
 from models_mgmt.engine.families import FAMILIES, MULTITASK_MLP
 from models_mgmt.engine.search import SAMPLERS, space_check
 from models_mgmt.errors import InvalidInput
@@ -45,7 +46,9 @@ from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS
 from models_mgmt.services.training_config import (
     BOUNDS,
     EVALUATIONS,
+    MAX_WORLD_SIZE,
     TYPE_MESSAGES,
+    choice_message,
     range_message,
     training_config_resolve,
 )
@@ -384,6 +387,25 @@ def config_number(name: str, **kwargs: Any) -> serializers.Field:
     return field_class(required=False, error_messages=messages, **limits, **kwargs)
 
 
+class DistributedSettingsSerializer(serializers.Serializer):
+    """The shape of `distributed` for the schema; training_config_resolve checks it (one set of messages)."""
+
+    nprocPerNode = serializers.IntegerField(
+        min_value=1, max_value=MAX_NPROC_PER_NODE, help_text="ranks (processes) on each host"
+    )
+    nnodes = serializers.IntegerField(min_value=1, required=False, default=1, help_text="hosts; default 1")
+    rdzvEndpoint = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="host:port of the rendezvous the claiming worker hosts; required when nnodes > 1",
+    )
+
+
+@extend_schema_field(DistributedSettingsSerializer(allow_null=True))
+class DistributedField(serializers.JSONField):
+    """Passed to training_config_resolve as it came, so the API and the CLI refuse it in the same words."""
+
+
 class FineTuningConfigSerializer(StrictSerializer):
     """A partial FineTuningConfig: fields left out take the configured defaults."""
 
@@ -416,6 +438,19 @@ class FineTuningConfigSerializer(StrictSerializer):
         "walkForwardFolds purged chronological folds before it, reported on the version",
     )
     walkForwardFolds = config_number("walkForwardFolds", help_text="folds of a walk_forward evaluation; default 4")
+    device = serializers.ChoiceField(
+        choices=DEVICES,
+        required=False,
+        error_messages={"invalid_choice": choice_message(DEVICES)},
+        help_text="auto (default): CUDA when the claiming worker has a GPU, else the CPU; cpu; cuda "
+        "(a worker without a GPU fails the job with errorCode device_unavailable). llm-lora: auto only",
+    )
+    distributed = DistributedField(
+        required=False,
+        allow_null=True,
+        help_text="null (default): train in the worker's process; else the torchrun group the worker launches: "
+        f"nprocPerNode x nnodes ranks (at most {MAX_WORLD_SIZE}, dividing batchSize). multitask-mlp only",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -451,13 +486,17 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     study = serializers.IntegerField(source="study_id", allow_null=True, help_text="the study of a trial or final run")
     studyRole = serializers.CharField(source="study_role", help_text='"" (a fine-tune), "trial" or "final"')
     cost = JobCostField(help_text="null: the job never ran")
+    device = serializers.CharField(
+        help_text='where the claiming worker trains it: "cpu", "cuda:0", "cpu x2 gloo", "cuda x8 nccl (2 nodes)"; '
+        '"" until a worker has claimed it'
+    )
 
     class Meta:
         model = TrainingJob
         fields = [
             "id", "modelName", "status", "progress", "epoch", "totalEpochs", "step", "config", "dataset",
             "baseVersion", "version", "error", "errorCode", "attempts", "createdBy", "createdAt", "startTime",
-            "finishedAt", "heartbeatAt", "study", "studyRole", "cost",
+            "finishedAt", "heartbeatAt", "study", "studyRole", "cost", "device",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .distributed import DistributedSettings
+
 
 @dataclass(frozen=True)
 class FineTuningConfig:
@@ -26,6 +28,10 @@ class FineTuningConfig:
     # chronological folds before that window (see walk_forward.py).
     evaluation: str = "validation"
     walk_forward_folds: int = 4
+    # Where the claiming worker trains: "auto" (CUDA when it has a GPU), "cpu" or "cuda"; and, when
+    # set, the torchrun group it launches instead of training in its own process.
+    device: str = "auto"
+    distributed: DistributedSettings | None = None
 
     _WIRE = {
         "model_name": "modelName",
@@ -43,12 +49,20 @@ class FineTuningConfig:
         "end_date": "endDate",
         "evaluation": "evaluation",
         "walk_forward_folds": "walkForwardFolds",
+        "device": "device",
+        "distributed": "distributed",
     }
 
     def to_wire(self) -> dict[str, Any]:
         """The seed's camelCase form, as stored on the job and shown by the API."""
-        return {self._WIRE[k]: v for k, v in asdict(self).items()}
+        wire = {self._WIRE[k]: v for k, v in asdict(self).items()}
+        wire["distributed"] = self.distributed.to_wire() if self.distributed is not None else None
+        return wire
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> FineTuningConfig:
-        return cls(**{k: data[w] for k, w in cls._WIRE.items() if w in data})
+        """A stored config; one stored before a field existed gets that field's default."""
+        values = {k: data[w] for k, w in cls._WIRE.items() if w in data}
+        if values.get("distributed") is not None:
+            values["distributed"] = DistributedSettings.from_wire(values["distributed"])
+        return cls(**values)

@@ -33,6 +33,15 @@ class TrainingJob(models.Model):
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # db_default: a web process of the previous release, which knows no such column, can still
+    # insert jobs while a rolling upgrade runs both.
+    device = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text='where the claiming worker trains: "cpu", "cuda:0", "cpu x2 gloo", ...',
+    )
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when the broker accepted its task")
     event_seq = models.PositiveIntegerField(default=0, help_text="seq of the job's last feed event")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -18,7 +18,8 @@ from models_mgmt import selectors
 from models_mgmt.choices import ActivationPolicy, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
-from models_mgmt.engine.families import FAMILIES, LLM_LORA
+from models_mgmt.engine.distributed import DEVICES, MAX_NPROC_PER_NODE, DistributedSettings
+from models_mgmt.engine.families import FAMILIES, LLM_LORA, MULTITASK_MLP
 from models_mgmt.errors import InvalidInput
 from models_mgmt.models import AIModel, BaseModel, Dataset, ModelVersion
 
@@ -26,7 +27,7 @@ FIELDS = frozenset(
     {
         "modelName", "baseModel", "dataset", "trainingDataSize", "startDate", "endDate", "epochs", "learningRate",
         "batchSize", "validationSplit", "earlyStoppingPatience", "activationPolicy", "hyperparameters",
-        "evaluation", "walkForwardFolds",
+        "evaluation", "walkForwardFolds", "device", "distributed",
     }
 )  # fmt: skip
 # wire name -> (type, lowest, highest, whether the lowest is excluded)
@@ -42,6 +43,8 @@ BOUNDS: dict[str, tuple[type, float, float | None, bool]] = {
 # "validation": scored on the last validationSplit window; "walk_forward": also on purged folds before it.
 EVALUATIONS = ("validation", "walk_forward")
 DEFAULT_WALK_FORWARD_FOLDS = 4
+DISTRIBUTED_KEYS = ("nprocPerNode", "nnodes", "rdzvEndpoint")
+MAX_WORLD_SIZE = 64  # ranks of one job over all its hosts
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,63 @@ def _bound_error(name: str, value: Any) -> str | None:
     return None
 
 
+def choice_message(choices: tuple[str, ...] | list[str]) -> str:
+    return f"choose one of: {', '.join(choices)}"
+
+
+def _endpoint_error(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string host:port"
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return "must be host:port (a port 1-65535), the rendezvous the claiming worker hosts"
+    return None
+
+
+def _distributed_check(value: Any, batch_size: Any) -> tuple[DistributedSettings | None, list[str] | dict[str, Any]]:
+    """The torchrun group a job asks for, or why it cannot be: per key, or for the whole group.
+
+    Only the shape is checked here; whether the claiming worker has the CPUs or GPUs for it is its
+    decision (the web process cannot know that machine, and never imports torch).
+    """
+    if value is None:
+        return None, []
+    if not isinstance(value, dict):
+        return None, [f"must be null or an object with {', '.join(DISTRIBUTED_KEYS)}"]
+    errors: dict[str, list[str]] = {}
+    for key in sorted(set(value) - set(DISTRIBUTED_KEYS)):
+        errors[key] = [f"unknown key; allowed: {', '.join(DISTRIBUTED_KEYS)}"]
+    nproc, nnodes, endpoint = value.get("nprocPerNode"), value.get("nnodes", 1), value.get("rdzvEndpoint")
+    for key, number, high in (("nprocPerNode", nproc, MAX_NPROC_PER_NODE), ("nnodes", nnodes, None)):
+        if key == "nprocPerNode" and number is None:
+            errors[key] = ["required: the ranks (processes) on each host"]
+        elif isinstance(number, bool) or not isinstance(number, int):
+            errors[key] = [TYPE_MESSAGES[int]]
+        elif number < 1 or (high is not None and number > high):
+            errors[key] = ["must be at least 1" + (f" and at most {high}" if high is not None else "")]
+    if endpoint is not None:
+        problem = _endpoint_error(endpoint)
+        if problem:
+            errors["rdzvEndpoint"] = [problem]
+    elif "nnodes" not in errors and nnodes > 1:
+        errors["rdzvEndpoint"] = ["required when nnodes > 1: host:port of the rendezvous the claiming worker hosts"]
+    if errors:
+        return None, errors
+    try:
+        group = DistributedSettings.from_wire(value)
+    except ValueError as exc:  # the engine's own rules, should they ever be stricter than the above
+        return None, [str(exc)]
+    world = group.world_size
+    if world > MAX_WORLD_SIZE:
+        return None, [f"world size nprocPerNode x nnodes = {world} must be at most {MAX_WORLD_SIZE}"]
+    if isinstance(batch_size, int) and batch_size % world:
+        return None, [
+            f"world size nprocPerNode x nnodes = {world} must divide batchSize ({batch_size}): every rank "
+            "takes an equal share of each batch, so the global batch is the same as in one process"
+        ]
+    return group, []
+
+
 def _shown(dataset: Dataset, stamp: dt.datetime | None) -> str | None:
     return timeframes.format_time(timeframes.timeframe(dataset.timeframe), stamp) if stamp else None
 
@@ -93,15 +153,32 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         errors["modelName"] = [f"does not match the model in the URL ('{model.name}')"]
     policy = fields.get("activationPolicy", ActivationPolicy.MANUAL)
     if policy not in ActivationPolicy.values:
-        errors["activationPolicy"] = [f"choose one of: {', '.join(ActivationPolicy.values)}"]
+        errors["activationPolicy"] = [choice_message(ActivationPolicy.values)]
 
     family = FAMILIES[model.family]
     evaluation = fields.get("evaluation", "validation")
     if evaluation not in EVALUATIONS:
-        errors["evaluation"] = [f"choose one of: {', '.join(EVALUATIONS)}"]
+        errors["evaluation"] = [choice_message(EVALUATIONS)]
     elif evaluation == "walk_forward" and family is LLM_LORA:
         errors["evaluation"] = [f"walk_forward is offered for the {FAMILIES['multitask-mlp'].name} family only"]
     family_defaults = family.config_defaults
+    batch_size = fields.get("batchSize", family_defaults.get("batchSize", settings.DEFAULT_BATCH_SIZE))
+    device = fields.get("device", "auto")
+    if device not in DEVICES:
+        errors["device"] = [choice_message(DEVICES)]
+    elif device != "auto" and family is LLM_LORA:
+        errors["device"] = [
+            f"{LLM_LORA.name} chooses its device itself (the worker's GPU when it has one, 4-bit loading "
+            "only there); leave device 'auto'"
+        ]
+    distributed, problems = _distributed_check(fields.get("distributed"), None if "batchSize" in errors else batch_size)
+    if problems:
+        errors["distributed"] = problems
+    elif distributed is not None and family is LLM_LORA:
+        errors["distributed"] = [
+            f"{LLM_LORA.name} trains in the worker's own process (one GPU or the CPU); torchrun groups are "
+            f"offered for the {MULTITASK_MLP.name} family only"
+        ]
     epochs = fields.get("epochs", family_defaults.get("epochs", settings.DEFAULT_TRAINING_EPOCHS))
     patience = fields.get("earlyStoppingPatience", min(settings.DEFAULT_EARLY_STOPPING_PATIENCE, epochs))
     if "epochs" not in errors and "earlyStoppingPatience" not in errors and patience > epochs:
@@ -167,7 +244,7 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         dataset=dataset.name,
         epochs=epochs,
         learning_rate=fields.get("learningRate", family_defaults.get("learningRate", settings.DEFAULT_LEARNING_RATE)),
-        batch_size=fields.get("batchSize", family_defaults.get("batchSize", settings.DEFAULT_BATCH_SIZE)),
+        batch_size=batch_size,
         validation_split=fields.get("validationSplit", settings.DEFAULT_VALIDATION_SPLIT),
         early_stopping_patience=patience,
         training_data_size=size if size is not None else (0 if family is LLM_LORA else window_bars),
@@ -178,5 +255,7 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         end_date=timeframes.format_key(end) if end else None,
         evaluation=evaluation,
         walk_forward_folds=fields.get("walkForwardFolds", DEFAULT_WALK_FORWARD_FOLDS),
+        device=device,
+        distributed=distributed,
     )
     return ResolvedTraining(config=config, dataset=dataset, base_version=base_version)

@@ -165,6 +165,16 @@ def training_job_claim(*, job_id: int) -> TrainingJob | None:
     return job
 
 
+@transaction.atomic
+def training_job_device_record(*, job_id: int, worker: str, device: str) -> bool:
+    """Note where the claiming worker trains the job ("cpu", "cuda:0", "cpu x2 gloo", ...).
+
+    Only while that worker still owns the live job: False when it was reaped or ended meanwhile.
+    """
+    owned = TrainingJob.objects.filter(pk=job_id, worker=worker, status__in=(JobStatus.RUNNING, JobStatus.STOPPING))
+    return owned.update(device=device) == 1
+
+
 def training_job_finish(job_id: int, status: str, worker: str | None = None, **fields: Any) -> None:
     """End a running/stopping job. With `worker`, only if that worker still owns the job."""
     with transaction.atomic():

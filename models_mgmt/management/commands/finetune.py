@@ -32,6 +32,12 @@ OPTIONS = {  # --option -> FineTuningConfig wire name, type
     "activation_policy": ("activationPolicy", str),
     "evaluation": ("evaluation", str),  # validation | walk_forward
     "walk_forward_folds": ("walkForwardFolds", int),
+    "device": ("device", str),  # auto | cpu | cuda
+}
+DISTRIBUTED_OPTIONS = {  # --option -> key of the config's `distributed` (torchrun's own option names)
+    "nproc_per_node": ("nprocPerNode", int),
+    "nnodes": ("nnodes", int),
+    "rdzv_endpoint": ("rdzvEndpoint", str),
 }
 
 
@@ -56,7 +62,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("model", help="AI model name, e.g. techanal-signal")
         parser.add_argument("--user", default="demo", help="who starts the job (needs finetune permission)")
-        for option, (_, kind) in OPTIONS.items():
+        for option, (_, kind) in (OPTIONS | DISTRIBUTED_OPTIONS).items():
             parser.add_argument(f"--{option.replace('_', '-')}", dest=option, type=kind)
         parser.add_argument("--hyperparameters", type=json.loads, help="JSON, e.g. '{\"dropout\": 0.2}'")
         parser.add_argument(
@@ -72,6 +78,11 @@ class Command(BaseCommand):
             body = {wire: options[opt] for opt, (wire, _) in OPTIONS.items() if options.get(opt) is not None}
             if options.get("hyperparameters") is not None:
                 body["hyperparameters"] = options["hyperparameters"]
+            distributed = {
+                key: options[opt] for opt, (key, _) in DISTRIBUTED_OPTIONS.items() if options.get(opt) is not None
+            }
+            if distributed:  # a torchrun group instead of training in this process
+                body["distributed"] = distributed
             resolved = training_config_resolve(model=ai_model, fields=body)
             job = services.training_job_start(
                 actor=actor,
