@@ -14,11 +14,33 @@ constants (`DEVICES`, `DistributedSettings`) and for `device_label`, and must st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from . import ddp_main
 from .metering import usable_cpus
+from .reporting import EpochReport, ProgressReport
+from .training import TrainingResult
+
+if TYPE_CHECKING:
+    from .spec import TrainingSpec
+
+logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_NPROC_PER_NODE = 64
@@ -99,3 +121,216 @@ def device_label(device: str, distributed: DistributedSettings | None) -> str:
         return "cuda:0" if device == "cuda" else device
     label = f"{kind} x{distributed.world_size} {'nccl' if kind == 'cuda' else 'gloo'}"
     return f"{label} ({distributed.nnodes} nodes)" if distributed.nnodes > 1 else label
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _arm_parent_death_signal() -> None:
+    """In torchrun's process, before it runs: the kernel sends it SIGTERM if the launcher dies, and
+    torchrun's handler then stops its ranks."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the ranks' watchdog on the launcher holds
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+
+
+def _log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no torchrun log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _alive_rank_pids(pids_dir: Path) -> list[int]:
+    """This host's ranks that are still running (pid files by ddp_main; the command line is checked
+    so a pid the system gave to another process since is never killed)."""
+    host, alive = socket.gethostname(), []
+    for entry in pids_dir.glob(f"{host}-*") if pids_dir.is_dir() else []:
+        pid = int(entry.read_text() or 0)
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"models_mgmt.engine.ddp_main" in cmdline:
+            alive.append(pid)
+    return alive
+
+
+def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float = 10.0) -> None:
+    """Stop torchrun's process group and every rank of this host (ranks run in sessions of their own)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)  # torchrun's handler stops its ranks first
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # anything torchrun's group left behind
+    for pid in _alive_rank_pids(pids_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class _Relay:
+    """Reads rank 0's event lines as they grow and hands them to run_training's callbacks; a restarted
+    group's repeated phases and epochs are passed on once."""
+
+    def __init__(self, path: Path, on_progress: Any, on_epoch: Any, on_phase: Any) -> None:
+        self.path, self.offset, self.pending = path, 0, b""
+        self.on_progress, self.on_epoch, self.on_phase = on_progress, on_epoch, on_phase
+        self.last_phase: str | None = None
+        self.last_epoch = 0
+
+    def poll(self) -> None:
+        try:
+            with self.path.open("rb") as stream:
+                stream.seek(self.offset)
+                chunk = stream.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(chunk)
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        for line in lines:
+            event = json.loads(line)
+            kind = event["kind"]
+            if kind == "phase" and event["phase"] != self.last_phase:
+                self.last_phase = event["phase"]
+                if self.on_phase is not None:
+                    self.on_phase(event["phase"])
+            elif kind == "epoch" and event["report"]["epoch"] > self.last_epoch:
+                self.last_epoch = event["report"]["epoch"]
+                if self.on_epoch is not None:
+                    self.on_epoch(EpochReport(**event["report"]))
+            elif kind == "progress" and self.on_progress is not None:
+                self.on_progress(ProgressReport(**event["report"]))
+
+
+def _result_from(path: Path) -> TrainingResult:
+    data = json.loads(path.read_text())
+    for window in ("train_window", "validation_window"):
+        data[window] = tuple(data[window])
+    return TrainingResult(**data)
+
+
+def _write_inputs(ddp: Path, spec: TrainingSpec, data: Any, device: str, init_weights: Any, resume_from: Any) -> None:
+    init: str | None = None
+    if isinstance(init_weights, Mapping):
+        import torch  # heavy: only the training worker loads torch
+
+        torch.save(dict(init_weights), ddp / ddp_main.INIT_WEIGHTS)
+        init = str(ddp / ddp_main.INIT_WEIGHTS)
+    elif init_weights is not None:
+        init = str(Path(init_weights).resolve())
+    data.to_pickle(ddp / ddp_main.BARS)
+    inputs = {
+        "spec": asdict(spec),
+        "device": device,
+        "init_weights": init,
+        "resume_from": str(Path(resume_from).resolve()) if resume_from is not None else None,
+    }
+    (ddp / ddp_main.INPUTS).write_text(json.dumps(inputs))
+
+
+def run_distributed(
+    spec: TrainingSpec,
+    *,
+    data: Any,
+    work_dir: str | Path,
+    distributed: DistributedSettings,
+    device: str,
+    init_weights: Any = None,
+    resume_from: str | Path | None = None,
+    on_progress: Callable[[Any], None] | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | Any | None = None,
+    on_gpus: Callable[[int], None] | None = None,
+    max_restarts: int = 1,
+    poll_s: float = 0.2,
+) -> TrainingResult:
+    """Train through torchrun with run_training's contract (see the module docstring of ddp_main.py).
+
+    `device` is "cpu" or "cuda" (resolve_device's answer). Raises ValueError for bad data or settings
+    (checked here before any process starts) and DistributedError when the group fails past
+    `max_restarts` restarts. Whatever happens, no torchrun or rank of this host outlives the call."""
+    from .trainer import as_stop_check  # heavy: the trainer pulls torch
+
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (resolve_device's answer), not {device!r}")
+    if spec.batch_size % distributed.world_size:
+        raise ValueError(f"batchSize {spec.batch_size} must be a multiple of the {distributed.world_size} ranks")
+    spec.split(data)  # bad data fails here, as in-process, not as a crashed group
+    work = Path(work_dir).resolve()
+    ddp = work / ddp_main.DDP_DIR
+    shutil.rmtree(ddp, ignore_errors=True)  # a previous attempt's events, result and stop
+    ddp.mkdir(parents=True)
+    _write_inputs(ddp, spec, data, device, init_weights, resume_from)
+
+    endpoint = distributed.rdzv_endpoint or f"127.0.0.1:{_free_port()}"
+    group = [
+        sys.executable, "-m", "torch.distributed.run",
+        "--nproc-per-node", str(distributed.nproc_per_node),
+        "--nnodes", str(distributed.nnodes),
+        "--rdzv-backend", "c10d",
+        "--rdzv-endpoint", endpoint,
+        "--rdzv-id", f"techanal-{uuid.uuid4().hex[:12]}",
+        "--max-restarts", str(max_restarts),
+    ]  # fmt: skip
+    rank_module = ["-m", "models_mgmt.engine.ddp_main", str(work)]
+    # The claiming worker hosts the rendezvous store; the other hosts join it.
+    command = [*group, "--rdzv-conf", "is_host=1", *rank_module]
+    project = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        ddp_main.LAUNCHER_PID_ENV: str(os.getpid()),
+    }
+    if distributed.nnodes > 1:
+        secondary = [*group, "--rdzv-conf", "is_host=0", *rank_module]
+        line = f"cd {shlex.quote(project)} && OMP_NUM_THREADS=1 {shlex.join(secondary)}"
+        (ddp / "secondary_command.txt").write_text(line + "\n")
+        logger.info("distributed run in %s: run on each of the other %d hosts: %s", work, distributed.nnodes - 1, line)
+
+    stop = as_stop_check(should_stop)
+    relay = _Relay(ddp / ddp_main.EVENTS, on_progress, on_epoch, on_phase)
+    log_path = ddp / "torchrun.log"
+    stop_asked = False
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 -- this interpreter, torch's launcher, fixed module
+            command,
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_arm_parent_death_signal,
+        )
+    try:
+        if on_gpus is not None:
+            on_gpus(distributed.nproc_per_node if device == "cuda" else 0)
+        while process.poll() is None:
+            relay.poll()
+            if not stop_asked and stop():
+                (ddp / ddp_main.STOP).touch()
+                stop_asked = True
+            time.sleep(poll_s)
+        relay.poll()
+    finally:
+        _end_group(process, ddp / ddp_main.PIDS)
+        if on_gpus is not None:
+            on_gpus(0)
+    result_path = ddp / ddp_main.RESULT
+    if process.returncode == 0 and result_path.exists():
+        return _result_from(result_path)
+    raise DistributedError(
+        f"the torchrun group failed (exit status {process.returncode}, {max_restarts} restart(s) allowed); "
+        f"torchrun's last log lines:\n{_log_tail(log_path)}"
+    )

@@ -18,6 +18,13 @@ Design choices and why:
 * **Stop requests** are checked before every batch, so at most the batch in flight finishes.
 * **Progress** is throttled by time (`ProgressThrottle`); the loss is accumulated as a tensor so
   the loop never waits on `.item()` except when a report is due.
+* **One loop, several processes**: a `Parallel` strategy says how the loop is spread. The default
+  trains alone in this process (the loop above, unchanged). `DistributedDataParallel` (a torchrun
+  rank, see ddp_main.py) wraps the network in torch's DistributedDataParallel, gives each rank its
+  shard of the *training* samples (a seeded `DistributedSampler`, reshuffled per epoch) at
+  batch_size / world samples so the global batch stays `batch_size`, validates on the whole
+  chronological validation window on every rank, and all-reduces the stop decision before every
+  batch (every rank stops before the same batch), the early-stopping decision and the epoch loss.
 """
 
 from __future__ import annotations
@@ -120,6 +127,91 @@ def _reproducible(threads: int, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(previous_threads)
 
 
+class Parallel:
+    """How the loop is spread over processes; this default trains alone, in this process."""
+
+    rank = 0
+    world_size = 1
+
+    @property
+    def reports(self) -> bool:
+        """Whether this process reports progress and epochs and writes the checkpoint."""
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def batch_size(self, global_batch: int) -> int:
+        return global_batch
+
+    def samples(self, n: int) -> int:
+        """How many training samples this process sees per epoch."""
+        return n
+
+    def epoch_order(self, n: int, generator: torch.Generator, epoch: int) -> torch.Tensor:
+        return torch.randperm(n, generator=generator)
+
+    def agree(self, decision: bool) -> bool:
+        """A stop decision every process takes together (True if any process took it)."""
+        return decision
+
+    def epoch_loss(self, running: torch.Tensor, seen: int) -> float:
+        return float(running) / max(seen, 1)
+
+
+class DistributedDataParallel(Parallel):
+    """One rank of a torch.distributed group (initialised by the caller: ddp_main.py)."""
+
+    def __init__(self, device: torch.device, seed: int) -> None:
+        import torch.distributed as dist  # heavy: only a torchrun rank needs the distributed package
+
+        self._dist = dist
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.device, self.seed = device, seed
+        self._sampler: Any = None
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def batch_size(self, global_batch: int) -> int:
+        if global_batch % self.world_size:
+            raise ValueError(f"batchSize {global_batch} must be a multiple of the {self.world_size} ranks")
+        return global_batch // self.world_size
+
+    def _sampler_for(self, n: int) -> Any:
+        from torch.utils.data import DistributedSampler  # heavy: torch's data package, ranks only
+
+        if self._sampler is None:  # one run, one training set
+            # range(n) stands for the samples: the sampler reads only its length
+            self._sampler = DistributedSampler(
+                range(n),  # type: ignore[arg-type]
+                num_replicas=self.world_size,
+                rank=self.rank,
+                shuffle=True,
+                seed=self.seed,
+            )
+        return self._sampler
+
+    def samples(self, n: int) -> int:
+        return len(self._sampler_for(n))
+
+    def epoch_order(self, n: int, generator: torch.Generator, epoch: int) -> torch.Tensor:
+        sampler = self._sampler_for(n)
+        sampler.set_epoch(epoch)
+        return torch.tensor(list(sampler), dtype=torch.long)
+
+    def agree(self, decision: bool) -> bool:
+        flag = torch.tensor([1 if decision else 0], device=self.device)
+        self._dist.all_reduce(flag, op=self._dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def epoch_loss(self, running: torch.Tensor, seen: int) -> float:
+        totals = torch.stack([running.detach().double(), torch.tensor(float(seen), device=running.device).double()])
+        self._dist.all_reduce(totals)
+        return float(totals[0]) / max(float(totals[1]), 1.0)
+
+
 def fit(
     spec: TrainingSpec,
     split: SampleSplit,
@@ -132,6 +224,7 @@ def fit(
     should_stop: StopCheck | Any | None = None,
     clock: Callable[[], float] = time.monotonic,
     device: str | torch.device = "cpu",
+    parallel: Parallel | None = None,
 ) -> FitOutcome:
     """Train a `MultiTaskNet` on `split`; see the module docstring for the rules it follows.
 
@@ -154,6 +247,7 @@ def fit(
                 stop=as_stop_check(should_stop),
                 throttle=ProgressThrottle(clock=clock),
                 device=target,
+                parallel=parallel or Parallel(),
             )
     finally:
         if writer is not None:
@@ -185,6 +279,7 @@ def _fit(
     stop: StopCheck,
     throttle: ProgressThrottle,
     device: torch.device,
+    parallel: Parallel,
 ) -> FitOutcome:
     norm = split.normalization
     x_train = torch.from_numpy(norm.apply(split.x_train)).to(device)
@@ -229,28 +324,30 @@ def _fit(
         state.start_loss = last_val
         state.best_weights = _snapshot(model)  # kept only while no epoch has finished (a stop in epoch 1)
 
+    network = parallel.wrap(model)  # trains; `model` (the same weights) validates and is checkpointed
     n = len(x_train)
-    steps_per_epoch = math.ceil(n / spec.batch_size)
+    batch_size = parallel.batch_size(spec.batch_size)
+    steps_per_epoch = math.ceil(parallel.samples(n) / batch_size)
     total_steps = max(1, spec.epochs * steps_per_epoch)
     started, steps_this_call = time.perf_counter(), 0
     status, last_train_loss = "succeeded", state.history[-1]["train_loss"] if state.history else None
     patience = spec.early_stopping_patience
 
-    stopped_early = patience > 0 and state.bad_epochs >= patience
+    stopped_early = parallel.agree(patience > 0 and state.bad_epochs >= patience)
     while state.epoch < spec.epochs and not stopped_early:
         epoch = state.epoch + 1
         epoch_started = time.perf_counter()
         model.train()
         if spec.freeze_trunk:
             model.trunk.eval()  # frozen features: no dropout noise on what the heads read
-        order = torch.randperm(n, generator=generator)
+        order = parallel.epoch_order(n, generator, epoch)
         running, seen = torch.zeros((), device=device), 0
         for step in range(steps_per_epoch):
-            if stop():
+            if parallel.agree(stop()):
                 status = "stopped"
                 break
-            batch = order[step * spec.batch_size : (step + 1) * spec.batch_size].to(device)
-            loss = loss_fn(model(x_train[batch]), y_train[batch])
+            batch = order[step * batch_size : (step + 1) * batch_size].to(device)
+            loss = loss_fn(network(x_train[batch]), y_train[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -277,7 +374,7 @@ def _fit(
         if status == "stopped":
             break
 
-        last_train_loss = float(running) / max(seen, 1)
+        last_train_loss = parallel.epoch_loss(running, seen)
         last_val, last_metrics = validate()
         improved = last_val < state.best_loss
         if improved:
@@ -311,7 +408,7 @@ def _fit(
             )
         if on_epoch is not None:
             on_epoch(report)
-        stopped_early = patience > 0 and state.bad_epochs >= patience
+        stopped_early = parallel.agree(patience > 0 and state.bad_epochs >= patience)
 
     model.to("cpu")
     model.load_state_dict(state.best_weights)

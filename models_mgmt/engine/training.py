@@ -141,9 +141,6 @@ def run_training(
 
     `device` ("cpu", "cuda", "cuda:1"; see distributed.resolve_device) is where the network trains;
     evaluation, the backtest and the export read the kept weights on the CPU."""
-    import torch  # heavy: only the training worker loads torch
-
-    from .artifact import write_artifact  # heavy: artifact pulls torch and onnx
     from .trainer import fit  # heavy: the trainer pulls torch
 
     def phase(name: str) -> None:
@@ -171,6 +168,41 @@ def run_training(
         clock=clock,
         device=device,
     )
+
+    return conclude_training(
+        spec,
+        data=data,
+        split=split,
+        outcome=outcome,
+        starting=starting,
+        work=work,
+        on_phase=on_phase,
+        should_stop=should_stop,
+        started=started,
+    )
+
+
+def conclude_training(
+    spec: TrainingSpec,
+    *,
+    data: pd.DataFrame,
+    split: Any,
+    outcome: Any,
+    starting: Mapping[str, torch.Tensor] | None,
+    work: Path,
+    on_phase: Callable[[str], None] | None,
+    should_stop: Callable[[], bool] | Any | None,
+    started: float,
+) -> TrainingResult:
+    """What follows `fit` (on the CPU, in one process: a distributed run's rank 0): evaluate on the
+    validation window, walk-forward folds if asked, backtest and, unless stopped, export the artifact."""
+    import torch  # heavy: only the training worker loads torch
+
+    from .artifact import write_artifact  # heavy: artifact pulls torch and onnx
+
+    def phase(name: str) -> None:
+        if on_phase is not None:
+            on_phase(name)
 
     phase("evaluating")
     with torch.no_grad():
