@@ -172,6 +172,9 @@ TRAINING_JOB_TIMEOUT_S = env.int("TRAINING_JOB_TIMEOUT_S", default=6 * 3600)
 # A running job whose heartbeat is older than this (or whose worker process is gone) is reaped.
 TRAINING_HEARTBEAT_TIMEOUT_S = env.int("TRAINING_HEARTBEAT_TIMEOUT_S", default=120)
 TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=3)
+# A job with `distributed` settings: how often torchrun restarts its group after a rank dies (the
+# group resumes from the job's checkpoint) before the job fails with errorCode distributed_error.
+DISTRIBUTED_MAX_RESTARTS = env.int("DISTRIBUTED_MAX_RESTARTS", default=1)
 
 # --- Cost of jobs ------------------------------------------------------------------------------
 # The default price card: used while no PriceCard exists in the database (admin adds versions).

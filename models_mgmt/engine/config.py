@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .distributed import DistributedSettings
-
 
 @dataclass(frozen=True)
 class FineTuningConfig:
@@ -29,9 +27,11 @@ class FineTuningConfig:
     evaluation: str = "validation"
     walk_forward_folds: int = 4
     # Where the claiming worker trains: "auto" (CUDA when it has a GPU), "cpu" or "cuda"; and, when
-    # set, the torchrun group it launches instead of training in its own process.
+    # set, the torchrun group it launches instead of training in its own process, in its wire form
+    # ({"nprocPerNode", "nnodes", "rdzvEndpoint"}: distributed.DistributedSettings.from_wire reads
+    # it; held as given because distributed.py's launcher imports this module).
     device: str = "auto"
-    distributed: DistributedSettings | None = None
+    distributed: dict[str, Any] | None = None
 
     _WIRE = {
         "model_name": "modelName",
@@ -55,14 +55,9 @@ class FineTuningConfig:
 
     def to_wire(self) -> dict[str, Any]:
         """The seed's camelCase form, as stored on the job and shown by the API."""
-        wire = {self._WIRE[k]: v for k, v in asdict(self).items()}
-        wire["distributed"] = self.distributed.to_wire() if self.distributed is not None else None
-        return wire
+        return {self._WIRE[k]: v for k, v in asdict(self).items()}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> FineTuningConfig:
         """A stored config; one stored before a field existed gets that field's default."""
-        values = {k: data[w] for k, w in cls._WIRE.items() if w in data}
-        if values.get("distributed") is not None:
-            values["distributed"] = DistributedSettings.from_wire(values["distributed"])
-        return cls(**values)
+        return cls(**{k: data[w] for k, w in cls._WIRE.items() if w in data})

@@ -256,6 +256,6 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         evaluation=evaluation,
         walk_forward_folds=fields.get("walkForwardFolds", DEFAULT_WALK_FORWARD_FOLDS),
         device=device,
-        distributed=distributed,
+        distributed=distributed.to_wire() if distributed is not None else None,
     )
     return ResolvedTraining(config=config, dataset=dataset, base_version=base_version)

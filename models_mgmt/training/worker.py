@@ -26,13 +26,26 @@ from models_mgmt.artifacts import job_work_dir
 from models_mgmt.choices import ActivationPolicy, JobStatus, StudyRole, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
+from models_mgmt.engine.distributed import (
+    DeviceUnavailable,
+    DistributedError,
+    DistributedSettings,
+    device_label,
+    resolve_device,
+    run_distributed,
+)
 from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.metering import work_units
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.engine.training import TrainingResult, run_training
 from models_mgmt.models import ModelVersion, TrainingJob
 from models_mgmt.services.studies import study_advance
-from models_mgmt.services.training_jobs import training_job_claim, training_job_finish, training_job_requeue
+from models_mgmt.services.training_jobs import (
+    training_job_claim,
+    training_job_device_record,
+    training_job_finish,
+    training_job_requeue,
+)
 from models_mgmt.services.versions import model_version_register
 
 from .llm import llm_train
@@ -120,8 +133,21 @@ def _advance_study(study_id: int) -> None:
         logger.exception("advancing study %s failed; the reaper will", study_id)
 
 
+def _device_for(job: TrainingJob, config: FineTuningConfig, group: DistributedSettings | None) -> str:
+    """The device this worker trains the job on, recorded on the job; DeviceUnavailable when this
+    machine cannot honour the config (no GPU for cuda, fewer GPUs or CPUs than the ranks it runs)."""
+    device = resolve_device(config.device, ranks=group.nproc_per_node if group is not None else 1)
+    label = device_label(device, group)
+    _with_db_retry(
+        lambda: training_job_device_record(job_id=job.pk, worker=job.worker, device=label), "recording the device"
+    )
+    return device
+
+
 def _train(job: TrainingJob, config: FineTuningConfig, progress: JobProgress) -> tuple[Any, Any, TrainingResult]:
     progress.on_phase("loading_data")
+    group = DistributedSettings.from_wire(config.distributed) if config.distributed is not None else None
+    device = _device_for(job, config, group)  # every family: an llm-lora job records where it trains too
     if job.model.family == LLM_LORA.name:
         return llm_train(job, config, progress)
     spec = TrainingSpec.from_config(
@@ -139,16 +165,28 @@ def _train(job: TrainingJob, config: FineTuningConfig, progress: JobProgress) ->
         end=_date(config.end_date),
     )
     checkpoint = job_work_dir(job) / "checkpoint.pt"
-    result = run_training(
+    run: dict[str, Any] = {
+        "data": bars,
+        "work_dir": job_work_dir(job),
+        "init_weights": init_weights,
+        "resume_from": checkpoint if checkpoint.exists() else None,
+        "on_progress": progress.on_progress,
+        "on_epoch": progress.on_epoch,
+        "on_phase": progress.on_phase,
+        "should_stop": progress.should_stop,
+        "device": device,
+    }
+    if group is None:
+        return spec, bars, run_training(spec, **run)
+    # This process supervises the torchrun group: its progress thread keeps the heartbeat, relays
+    # rank 0's reports and passes a stop on; the ranks' GPUs count in the job's GPU seconds.
+    meter = progress.meter
+    result = run_distributed(
         spec,
-        data=bars,
-        work_dir=job_work_dir(job),
-        init_weights=init_weights,
-        resume_from=checkpoint if checkpoint.exists() else None,
-        on_progress=progress.on_progress,
-        on_epoch=progress.on_epoch,
-        on_phase=progress.on_phase,
-        should_stop=progress.should_stop,
+        distributed=group,
+        max_restarts=settings.DISTRIBUTED_MAX_RESTARTS,
+        on_gpus=meter.set_external_gpus if meter is not None else None,
+        **run,
     )
     return spec, bars, result
 
@@ -165,11 +203,22 @@ def _outcome_summary(result: TrainingResult) -> dict[str, Any]:
 
 def _failure(exc: Exception) -> tuple[str, str]:
     """(errorCode, reason) a user can act on."""
+    if isinstance(exc, DeviceUnavailable):
+        return "device_unavailable", str(exc)
+    if isinstance(exc, DistributedError):
+        return "distributed_error", _tail(str(exc))  # the text ends with torchrun's last log lines
     if isinstance(exc, FileNotFoundError):
         return "artifact_missing", str(exc)
     if isinstance(exc, ValueError):
         return "invalid_data", f"the data or config cannot be trained: {exc}"
     return "training_error", f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _tail(text: str, limit: int = 2000) -> str:
+    """`text` in at most `limit` characters: its head and its end, where the last log lines are."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 4]} … {text[-(limit - limit // 4 - 3) :]}"
 
 
 def _with_db_retry(action: Any, what: str) -> Any:
@@ -196,7 +245,7 @@ def _run_claimed(job: TrainingJob, progress: JobProgress) -> Outcome:
         if progress.meter is not None:
             progress.meter.set_units(*work_units(result))
     except Exception as exc:
-        if not isinstance(exc, ValueError | FileNotFoundError):
+        if not isinstance(exc, ValueError | FileNotFoundError | DeviceUnavailable):
             logger.exception("training job %s failed", job_id)
         progress.close()  # the last progress event goes out before the terminal status
         code, reason = _failure(exc)

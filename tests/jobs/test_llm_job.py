@@ -13,6 +13,7 @@ import sys
 import tarfile
 
 import pytest
+import torch
 
 from models_mgmt.choices import JobStatus, Role
 from models_mgmt.models import AuditEvent, JobCost, ModelVersion, ProgressEvent, TrainingEpoch, TrainingJob
@@ -74,6 +75,8 @@ def test_a_whole_job_overfits_its_training_set_and_delivers_an_artifact(api, llm
     outcome = training_job_execute(job_id=job_id)
     assert outcome.status == JobStatus.SUCCEEDED, TrainingJob.objects.get(pk=job_id).error
     version = ModelVersion.objects.get(model=llm, version=outcome.version)
+    # where it trained is recorded as for the MLP family (the machine's GPU when it has one)
+    assert TrainingJob.objects.get(pk=job_id).device == ("cuda:0" if torch.cuda.is_available() else "cpu")
 
     # live progress: the worker's clock emitted events carrying the trainer's step reports, and
     # the feed names the job's phases in order, as for the MLP family (a phase shorter than the

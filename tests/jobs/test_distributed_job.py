@@ -1,0 +1,116 @@
+"""Where a job trains, through the worker wrapper (in-process, committed rows): the claiming worker
+resolves the config's device and ranks on its own machine, records the device, fails what it cannot
+honour (`device_unavailable`), launches a torchrun group for `distributed` (rank 0 reports,
+checkpoints and writes the artifact; the version registers as any other) and maps a group that
+failed past its restarts to `distributed_error`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from models_mgmt.choices import JobStatus
+from models_mgmt.engine.distributed import DistributedError
+from models_mgmt.models import ModelVersion, ProgressEvent, TrainingEpoch, TrainingJob
+from models_mgmt.training import worker
+from models_mgmt.training.worker import training_job_execute
+from tests.jobs.helpers import start
+
+QUICK = {"epochs": 2, "startDate": "2016-01-01"}
+needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def failed_without_a_version(job_id: int, code: str) -> TrainingJob:
+    job = TrainingJob.objects.get(pk=job_id)
+    assert job.status == JobStatus.FAILED and job.error_code == code, (job.error_code, job.error)
+    assert job.version is None and not ModelVersion.objects.filter(model=job.model).exists()
+    assert job.finished_at is not None
+    return job
+
+
+def test_an_in_process_job_records_its_device(api, sp500_model):
+    job_id = start(api, sp500_model, {**QUICK, "device": "auto"})
+    outcome = training_job_execute(job_id=job_id)
+    assert outcome.status == JobStatus.SUCCEEDED, TrainingJob.objects.get(pk=job_id).error
+    job = TrainingJob.objects.get(pk=job_id)
+    assert job.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert job.version.version == outcome.version
+
+
+def test_an_in_process_cpu_job_records_cpu(api, sp500_model):
+    job_id = start(api, sp500_model, {**QUICK, "device": "cpu"})
+    assert training_job_execute(job_id=job_id).status == JobStatus.SUCCEEDED
+    assert TrainingJob.objects.get(pk=job_id).device == "cpu"
+    detail = api(sp500_model.owner).get(f"/api/model-management/jobs/{job_id}").data
+    assert detail["device"] == "cpu" and detail["config"]["device"] == "cpu"
+
+
+@needs_no_gpu
+def test_cuda_on_a_machine_without_a_gpu_fails_at_once(api, sp500_model):
+    job_id = start(api, sp500_model, {**QUICK, "device": "cuda"})
+    assert training_job_execute(job_id=job_id).status == JobStatus.FAILED
+    job = failed_without_a_version(job_id, "device_unavailable")
+    assert "no usable GPU" in job.error and "'auto'" in job.error
+    assert job.device == "" and job.epoch == 0 and not TrainingEpoch.objects.filter(job_id=job_id).exists()
+    final = ProgressEvent.objects.filter(job_id=job_id).order_by("-seq").first().payload
+    assert final["status"] == "failed" and final["errorCode"] == "device_unavailable"
+
+
+def test_more_cpu_ranks_than_the_worker_may_use_fail_at_once(api, sp500_model):
+    ranks = usable_cpus() + 1
+    if ranks > 64:
+        pytest.skip("this machine may use more CPUs than a job may ask ranks")
+    body = {**QUICK, "device": "cpu", "batchSize": 8 * ranks, "distributed": {"nprocPerNode": ranks}}
+    job_id = start(api, sp500_model, body)
+    assert training_job_execute(job_id=job_id).status == JobStatus.FAILED
+    job = failed_without_a_version(job_id, "device_unavailable")
+    assert f"{ranks} CPU ranks" in job.error and "lower nprocPerNode" in job.error
+    assert job.device == ""
+
+
+def test_a_group_that_failed_past_its_restarts_fails_the_job_with_its_reason(api, sp500_model, monkeypatch, settings):
+    """The mapping only: the group's failure is the engine's (tests/engine/test_distributed.py)."""
+    settings.DISTRIBUTED_MAX_RESTARTS = 3
+    seen = {}
+    log = "\n".join(f"[rank1] log line {n}" for n in range(400))
+
+    def failing_group(spec, **kwargs):
+        seen.update(kwargs)
+        raise DistributedError(f"the torchrun group failed after 3 restarts (rank 1 exited with 1)\n{log}")
+
+    monkeypatch.setattr(worker, "run_distributed", failing_group)
+    job_id = start(api, sp500_model, {**QUICK, "device": "cpu", "distributed": {"nprocPerNode": 2}})
+    assert training_job_execute(job_id=job_id).status == JobStatus.FAILED
+    job = failed_without_a_version(job_id, "distributed_error")
+    assert job.error.startswith("the torchrun group failed after 3 restarts")
+    assert job.error.endswith("[rank1] log line 399") and len(job.error) <= 2000  # torchrun's last lines kept
+    assert job.device == "cpu x2 gloo"
+    assert seen["max_restarts"] == 3 and seen["device"] == "cpu"
+    assert seen["distributed"].nproc_per_node == 2 and seen["on_gpus"] is not None
+    assert seen["work_dir"].name == str(job.uid) and seen["resume_from"] is None
+
+
+@pytest.mark.slow
+def test_two_cpu_ranks_train_a_job_to_a_registered_version(api, sp500_model):
+    if usable_cpus() < 2:
+        pytest.skip("needs 2 usable CPUs")
+    job_id = start(api, sp500_model, {**QUICK, "device": "cpu", "batchSize": 32, "distributed": {"nprocPerNode": 2}})
+    outcome = training_job_execute(job_id=job_id)
+    job = TrainingJob.objects.get(pk=job_id)
+    assert outcome.status == JobStatus.SUCCEEDED, (job.error_code, job.error)
+    assert job.device == "cpu x2 gloo" and job.progress == 100.0
+    version = ModelVersion.objects.get(model=sp500_model, version=outcome.version)
+    assert job.version == version and 0.0 <= version.accuracy <= 1.0
+    lineage = version.metadata["lineage"]
+    assert lineage["config"]["distributed"] == {"nprocPerNode": 2, "nnodes": 1, "rdzvEndpoint": None}
+    # rank 0's reports reached the job as an in-process run's do: every epoch once, a live feed
+    assert list(TrainingEpoch.objects.filter(job_id=job_id).values_list("epoch", flat=True)) == [1, 2]
+    progress = ProgressEvent.objects.filter(job_id=job_id, type="job.progress")
+    assert any(e.payload["loss"] is not None for e in progress)
+    assert job.cost.wall_seconds > 0
