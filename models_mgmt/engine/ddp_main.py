@@ -95,6 +95,20 @@ class Events:
         self.emit("epoch", report=asdict(report))
 
 
+def _attempt_store(rank: int, attempt: int) -> Any:
+    """torchrun's store, under a key prefix of this attempt: a restarted group reading the keys of the
+    one before it was handed a dead rank's address and failed to connect."""
+    import torch.distributed as dist  # heavy: a rank trains
+
+    # torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE); otherwise rank 0 does
+    hosts = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true"
+    world = int(os.environ["WORLD_SIZE"])
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=hosts, timeout=COLLECTIVE_TIMEOUT
+    )
+    return dist.PrefixStore(f"techanal/attempt-{attempt}/", store)
+
+
 def _spec(data: dict[str, Any]) -> TrainingSpec:
     return TrainingSpec(**{**data, "hidden_sizes": tuple(data["hidden_sizes"])})
 
@@ -121,7 +135,8 @@ def main(work_dir: str) -> int:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     (ddp / PIDS).mkdir(exist_ok=True)
-    (ddp / PIDS / f"{socket.gethostname()}-{os.getpid()}").write_text(str(os.getpid()))
+    # host-rank-pid: the launcher ends this host's ranks by them (torchrun starts each in its own session)
+    (ddp / PIDS / f"{socket.gethostname()}-rank{rank}-{os.getpid()}").write_text(str(os.getpid()))
 
     if inputs["device"] == "cuda":
         device = torch.device("cuda", local_rank)
@@ -129,7 +144,13 @@ def main(work_dir: str) -> int:
         backend = "nccl"
     else:
         device, backend = torch.device("cpu"), "gloo"
-    dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+    dist.init_process_group(
+        backend,
+        store=_attempt_store(rank, attempt),
+        rank=rank,
+        world_size=int(os.environ["WORLD_SIZE"]),
+        timeout=COLLECTIVE_TIMEOUT,
+    )
     reporting = rank == 0
     events = Events(ddp / EVENTS, attempt) if reporting else None
     started = time.perf_counter()

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
 from models_mgmt.engine import distributed
+from models_mgmt.engine.artifact import verify_artifact
 from models_mgmt.engine.distributed import (
     DeviceUnavailable,
+    DistributedError,
     DistributedSettings,
     device_label,
     resolve_device,
+    run_distributed,
 )
+from models_mgmt.engine.spec import TrainingSpec
+from models_mgmt.engine.training import run_training
 
 
 def test_settings_round_trip_the_wire_and_count_the_world():
@@ -105,3 +119,233 @@ def test_training_on_cuda_keeps_the_weights_on_the_cpu_afterwards(split, spec, t
     on_gpu = fit(spec, split, device="cuda", checkpoint_path=tmp_path / "checkpoint.pt")
     assert all(t.device.type == "cpu" for t in on_gpu.model.state_dict().values())
     assert abs(on_gpu.best_val_loss - on_cpu.best_val_loss) < 0.02
+
+
+# --- real torchrun groups on the CPU (gloo) ---------------------------------------------------------
+# 400 bars of the S&P 500, the same global batch (32) and seed as the one-process run they are compared to.
+
+LOSS_TOLERANCE = 0.03  # the global batches hold other samples than one process's, so not equal
+SCORE_TOLERANCE = 0.08
+
+
+@pytest.fixture(scope="module")
+def small_bars(sp500):
+    return sp500.iloc[-400:].copy()
+
+
+def _spec(epochs: int = 3) -> TrainingSpec:
+    return TrainingSpec(epochs=epochs, batch_size=32, early_stopping_patience=0, hidden_sizes=(16, 8))
+
+
+@pytest.fixture(scope="module")
+def one_process(small_bars, tmp_path_factory):
+    torch.set_num_threads(1)
+    return run_training(_spec(), data=small_bars, work_dir=tmp_path_factory.mktemp("one"))
+
+
+def _losses(result) -> tuple[list[float], list[float]]:
+    return [row["train_loss"] for row in result.history], [row["val_loss"] for row in result.history]
+
+
+def _assert_matches(result, reference, label: str) -> None:
+    train, val = _losses(result)
+    ref_train, ref_val = _losses(reference)
+    print(f"\n1 process: train loss {ref_train}, val loss {ref_val}, metrics {reference.metrics}")
+    print(f"{label}: train loss {train}, val loss {val}, metrics {result.metrics}")
+    assert result.status == "succeeded" and result.epochs_run == reference.epochs_run
+    assert result.train_samples == reference.train_samples and result.validation_window == reference.validation_window
+    assert max(abs(a - b) for a, b in zip(train + val, ref_train + ref_val, strict=True)) < LOSS_TOLERANCE
+    assert abs(result.metrics["overallScore"] - reference.metrics["overallScore"]) < SCORE_TOLERANCE
+    assert verify_artifact(result.artifact_dir)
+
+
+def _processes_of(work_dir: Path) -> list[int]:
+    """Every process on this machine whose command line names the run's work dir (torchrun, ranks)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(work_dir).encode() in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def _wait_until_gone(work_dir: Path, timeout_s: float = 60.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while (left := _processes_of(work_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _rank_pid(work_dir: Path, rank: int) -> int:
+    pids = [int(p.read_text()) for p in (work_dir / "ddp" / "pids").glob(f"*-rank{rank}-*")]
+    return max(pids, key=lambda pid: Path(f"/proc/{pid}").exists())
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_at_the_same_global_batch_and_seed(small_bars, one_process, tmp_path):
+    phases, epochs, gpus = [], [], []
+    result = run_distributed(
+        _spec(),
+        data=small_bars,
+        work_dir=tmp_path,
+        distributed=DistributedSettings(2),
+        device="cpu",
+        on_phase=phases.append,
+        on_epoch=epochs.append,
+        on_gpus=gpus.append,
+    )
+    _assert_matches(result, one_process, "2 processes")
+    assert phases == ["building_features", "training", "evaluating", "backtesting", "exporting"]
+    assert [report.epoch for report in epochs] == [1, 2, 3]
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert (tmp_path / "checkpoint.pt").exists() and result.artifact_dir == str(tmp_path / "artifact")
+    assert gpus == [0, 0]  # the CPU holds no GPU
+    assert _wait_until_gone(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_two_hosts_rendezvous_on_localhost(small_bars, one_process, tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = DistributedSettings(1, nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}")
+    outcome: dict[str, object] = {}
+
+    def primary() -> None:
+        try:
+            outcome["result"] = run_distributed(
+                _spec(), data=small_bars, work_dir=tmp_path, distributed=settings, device="cpu"
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=primary)
+    thread.start()
+    command_file = tmp_path / "ddp" / "secondary_command.txt"
+    deadline = time.monotonic() + 60
+    while not command_file.exists() and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.1)
+    # the other "host": its own shell, its own session, the logged command as an operator would run it
+    secondary = subprocess.Popen(["bash", "-c", command_file.read_text()], start_new_session=True)
+    try:
+        assert secondary.wait(timeout=240) == 0
+        thread.join(timeout=240)
+    finally:
+        if secondary.poll() is None:
+            os.killpg(secondary.pid, signal.SIGKILL)
+    assert "error" not in outcome, outcome.get("error")
+    _assert_matches(outcome["result"], one_process, "2 hosts x 1 rank")
+    assert _wait_until_gone(tmp_path) == []
+
+
+def _kill_rank_one_after_epoch(work_dir: Path, epoch: int, killed: list[int]):
+    def on_epoch(report) -> None:
+        if report.epoch == epoch and not killed:
+            pid = _rank_pid(work_dir, 1)
+            os.kill(pid, signal.SIGKILL)  # raises if the rank were gone: it is killed while training
+            killed.append(pid)
+
+    return on_epoch
+
+
+@pytest.mark.slow
+def test_a_killed_rank_restarts_the_group_from_the_checkpoint(small_bars, tmp_path):
+    killed: list[int] = []
+    epochs: list[int] = []
+    kill = _kill_rank_one_after_epoch(tmp_path, 2, killed)
+
+    def on_epoch(report) -> None:
+        epochs.append(report.epoch)
+        kill(report)
+
+    result = run_distributed(
+        _spec(epochs=60),
+        data=small_bars,
+        work_dir=tmp_path,
+        distributed=DistributedSettings(2),
+        device="cpu",
+        on_epoch=on_epoch,
+        max_restarts=1,
+    )
+    assert killed and result.status == "succeeded" and result.epochs_run == 60
+    assert [row["epoch"] for row in result.history] == list(range(1, 61))
+    assert epochs == list(range(1, 61))  # each epoch reported once, restart or not
+    events = [json.loads(line) for line in (tmp_path / "ddp" / "events.jsonl").read_text().splitlines()]
+    restarted = [e["report"]["epoch"] for e in events if e["kind"] == "epoch" and e["attempt"] == 1]
+    assert restarted and restarted[0] > 1  # the second attempt began from a checkpoint, not from epoch 1
+    assert _wait_until_gone(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_killed_rank_without_restarts_fails_with_a_reason_and_leaves_no_process(small_bars, tmp_path):
+    killed: list[int] = []
+    with pytest.raises(DistributedError, match="torchrun group failed") as failure:
+        run_distributed(
+            _spec(epochs=60),
+            data=small_bars,
+            work_dir=tmp_path,
+            distributed=DistributedSettings(2),
+            device="cpu",
+            on_epoch=_kill_rank_one_after_epoch(tmp_path, 2, killed),
+            max_restarts=0,
+        )
+    print(f"\n{failure.value}")
+    assert killed and "0 restart(s) allowed" in str(failure.value)
+    assert "last log lines" in str(failure.value)
+    assert _wait_until_gone(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_stop_reaches_every_rank_and_leaves_a_checkpoint(small_bars, tmp_path):
+    stop = threading.Event()
+    result = run_distributed(
+        _spec(epochs=60),
+        data=small_bars,
+        work_dir=tmp_path,
+        distributed=DistributedSettings(2),
+        device="cpu",
+        on_epoch=lambda report: stop.set() if report.epoch == 2 else None,
+        should_stop=stop,
+    )
+    # the group ended normally: both ranks left the loop before the same batch and met at the barrier
+    assert result.status == "stopped" and 2 <= result.epochs_run < 60
+    assert result.artifact_dir is None and result.checkpoint_path == str(tmp_path / "checkpoint.pt")
+    resumed = run_training(_spec(epochs=60), data=small_bars, work_dir=tmp_path / "again", resume_from=tmp_path)
+    assert resumed.status == "succeeded" and resumed.history[: result.epochs_run] == result.history
+    assert _wait_until_gone(tmp_path) == []
+
+
+LAUNCHER = """
+import sys
+from models_mgmt.engine.bars import load_builtin
+from models_mgmt.engine.distributed import DistributedSettings, run_distributed
+from models_mgmt.engine.spec import TrainingSpec
+
+spec = TrainingSpec(epochs=400, batch_size=32, early_stopping_patience=0, hidden_sizes=(16, 8))
+bars = load_builtin("sp500").iloc[-400:].copy()
+run_distributed(spec, data=bars, work_dir=sys.argv[1], distributed=DistributedSettings(2), device="cpu")
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_launcher_leaves_no_torchrun_and_no_rank(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(tmp_path)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
+    )
+    events = tmp_path / "ddp" / "events.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and launcher.poll() is None:
+        if events.exists() and '"kind": "epoch"' in events.read_text():
+            break
+        time.sleep(0.2)
+    assert launcher.poll() is None and len(_processes_of(tmp_path)) >= 3  # torchrun and two ranks
+    launcher.kill()  # SIGKILL: no finally runs; the kernel and the ranks' watchdog must end the rest
+    launcher.wait()
+    assert _wait_until_gone(tmp_path) == []
