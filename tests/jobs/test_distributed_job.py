@@ -7,16 +7,22 @@ failed past its restarts to `distributed_error`."""
 from __future__ import annotations
 
 import os
+import socket
+from pathlib import Path
 
 import pytest
 import torch
 
+from models_mgmt.artifacts import job_work_dir
 from models_mgmt.choices import JobStatus
 from models_mgmt.engine.distributed import DistributedError
 from models_mgmt.models import ModelVersion, ProgressEvent, TrainingEpoch, TrainingJob
+from models_mgmt.services import training_job_stop
 from models_mgmt.training import worker
+from models_mgmt.training.progress import JobProgress
 from models_mgmt.training.worker import training_job_execute
 from tests.jobs.helpers import start
+from tests.live import wait_for
 
 QUICK = {"epochs": 2, "startDate": "2016-01-01"}
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -114,3 +120,86 @@ def test_two_cpu_ranks_train_a_job_to_a_registered_version(api, sp500_model):
     progress = ProgressEvent.objects.filter(job_id=job_id, type="job.progress")
     assert any(e.payload["loss"] is not None for e in progress)
     assert job.cost.wall_seconds > 0
+
+
+def ranks_alive(work_dir) -> list[int]:
+    """This job's ranks and torchrun processes still running (their command lines name its work dir)."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(work_dir).encode() in cmdline and b"ddp_main" in cmdline:
+                alive.append(int(entry))
+    return alive
+
+
+def wait_until_gone(work_dir) -> list[int]:
+    """The group's processes may take a moment to be reaped after the launcher returns."""
+    wait_for(lambda: ranks_alive(work_dir) == [], 60, "the job's ranks to end", lambda: str(ranks_alive(work_dir)))
+    return ranks_alive(work_dir)
+
+
+@pytest.mark.slow
+def test_a_worker_shutdown_requeues_the_group_and_the_next_attempt_resumes_it_until_a_stop(api, sp500_model):
+    """Shutdown (SIGTERM of the worker) and stop reach every rank through the worker's progress, as
+    for an in-process job; the next attempt resumes from the group's checkpoint, not from scratch."""
+    if usable_cpus() < 2:
+        pytest.skip("needs 2 usable CPUs")
+    # Many epochs and no early stop: the run is still training whenever the stop arrives.
+    body = {"epochs": 200, "earlyStoppingPatience": 0, "startDate": "2016-01-01", "batchSize": 32}
+    job_id = start(api, sp500_model, {**body, "device": "cpu", "distributed": {"nprocPerNode": 2}})
+    work_dir = job_work_dir(TrainingJob.objects.get(pk=job_id))
+    running: list[int] = []
+
+    class ShutdownAfterEpoch2(JobProgress):
+        def on_epoch(self, report):
+            super().on_epoch(report)
+            if report.epoch == 2:
+                running.extend(ranks_alive(work_dir))  # torchrun and its two ranks
+                self.shutdown.set()  # what the worker's SIGTERM handler does
+
+    assert training_job_execute(job_id=job_id, progress=ShutdownAfterEpoch2(job_id=job_id)).status == JobStatus.QUEUED
+    job = TrainingJob.objects.get(pk=job_id)
+    assert len(running) >= 3
+    assert job.status == JobStatus.QUEUED and job.attempts == 0  # a shutdown is not a failed attempt
+    assert (work_dir / "checkpoint.pt").exists() and wait_until_gone(work_dir) == []
+    first_run = max(TrainingEpoch.objects.filter(job_id=job_id).values_list("epoch", flat=True))
+    assert 2 <= first_run < 200
+
+    resumed: list[int] = []
+
+    class StopAtFirstEpoch(JobProgress):
+        def on_epoch(self, report):
+            super().on_epoch(report)
+            resumed.append(report.epoch)
+            if len(resumed) == 1:
+                training_job_stop(actor=sp500_model.owner, model=sp500_model)  # POST fine-tune/stop
+
+    assert training_job_execute(job_id=job_id, progress=StopAtFirstEpoch(job_id=job_id)).status == JobStatus.STOPPED
+    job = TrainingJob.objects.get(pk=job_id)
+    assert job.status == JobStatus.STOPPED and job.attempts == 1 and job.device == "cpu x2 gloo"
+    assert 2 <= resumed[0] <= first_run + 1 and resumed[-1] < 200  # from the checkpoint, then stopped
+    epochs = list(TrainingEpoch.objects.filter(job_id=job_id).values_list("epoch", flat=True))
+    assert epochs == list(range(1, max(epochs) + 1))  # every epoch once, none lost between the attempts
+    assert not ModelVersion.objects.filter(model=sp500_model).exists()
+    assert wait_until_gone(work_dir) == []
+
+
+@pytest.mark.slow
+def test_a_group_that_cannot_start_fails_the_job_with_torchruns_reason(api, sp500_model, settings):
+    """A real failure: the rendezvous endpoint names a port this worker cannot host (taken)."""
+    settings.DISTRIBUTED_MAX_RESTARTS = 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        endpoint = f"127.0.0.1:{taken.getsockname()[1]}"
+        distributed = {"nprocPerNode": 1, "rdzvEndpoint": endpoint}
+        job_id = start(api, sp500_model, {**QUICK, "device": "cpu", "distributed": distributed})
+        assert training_job_execute(job_id=job_id).status == JobStatus.FAILED
+    job = failed_without_a_version(job_id, "distributed_error")
+    assert "torchrun" in job.error and "Rendezvous" in job.error
+    assert job.device == "cpu x1 gloo"
+    assert wait_until_gone(job_work_dir(job)) == []
