@@ -22,6 +22,13 @@ from tests.api.test_permission_matrix import (
     prepare,
     world,  # noqa: F401  # the matrix's model, versions and job (a fixture)
 )
+from tests.api.test_schema import (
+    PREFIX,
+    request_schema,
+    resolve,
+    response_schema,
+    schema,  # noqa: F401  # the OpenAPI document (a fixture)
+)
 from tests.factories import AIModelFactory, TrainingJobFactory, UserFactory, grant
 
 URL = "/api/model-management/models/llama3.1:8b/fine-tune"
@@ -159,6 +166,18 @@ def test_the_admin_job_list_shows_the_device(client, ai_model):
     page = client.get("/admin/models_mgmt/trainingjob/")
     assert page.status_code == 200
     assert "column-device" in page.content.decode() and "cuda:0" in page.content.decode()
+
+
+def test_the_schema_documents_both_fields_and_the_jobs_device(schema):  # noqa: F811
+    config = request_schema(schema, f"{PREFIX}/models/{{name}}/fine-tune", "post")
+    group = resolve(schema, config["properties"]["distributed"]["allOf"][0])
+    assert config["properties"]["distributed"]["nullable"] is True
+    assert set(group["properties"]) == {"nprocPerNode", "nnodes", "rdzvEndpoint"}
+    assert group["properties"]["nprocPerNode"] == {**group["properties"]["nprocPerNode"], "maximum": 64, "minimum": 1}
+    device = resolve(schema, config["properties"]["device"]["allOf"][0])
+    assert device["enum"] == ["auto", "cpu", "cuda"]
+    job = response_schema(schema, f"{PREFIX}/models/{{name}}/fine-tune", "post", "202")
+    assert job["properties"]["device"]["type"] == "string"
 
 
 # --- llm-lora ------------------------------------------------------------------------------------
