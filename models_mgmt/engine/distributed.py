@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import logging
 import os
@@ -167,11 +168,10 @@ def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float 
         try:
             process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
+            # killed while torchrun is not yet reaped: its group id cannot belong to another process
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # anything torchrun's group left behind
     for pid in _alive_rank_pids(pids_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -298,6 +298,7 @@ def run_distributed(
         (ddp / "secondary_command.txt").write_text(line + "\n")
         logger.info("distributed run in %s: run on each of the other %d hosts: %s", work, distributed.nnodes - 1, line)
 
+    began = time.monotonic()
     stop = as_stop_check(should_stop)
     relay = _Relay(ddp / ddp_main.EVENTS, on_progress, on_epoch, on_phase)
     log_path = ddp / "torchrun.log"
@@ -329,7 +330,8 @@ def run_distributed(
             on_gpus(0)
     result_path = ddp / ddp_main.RESULT
     if process.returncode == 0 and result_path.exists():
-        return _result_from(result_path)
+        # the job's training time is the whole group's, its start and restarts included
+        return dataclasses.replace(_result_from(result_path), training_duration_s=round(time.monotonic() - began, 3))
     raise DistributedError(
         f"the torchrun group failed (exit status {process.returncode}, {max_restarts} restart(s) allowed); "
         f"torchrun's last log lines:\n{_log_tail(log_path)}"
