@@ -8,6 +8,9 @@ constants (`DEVICES`, `DistributedSettings`) and for `device_label`, and must st
   honour: CUDA without a GPU, more ranks than GPUs (cuda) or than usable CPUs (cpu).
 * `device_label` is the short text a job records: "cpu", "cuda:0", "cpu x2 gloo",
   "cuda x8 nccl (2 nodes)".
+* `run_distributed` trains through torchrun (PyTorch's own launcher, `torch.distributed.run`) with
+  run_training's contract and callbacks: the ranks are `ddp_main.py`, rank 0 reports, checkpoints and
+  exports; see docs/training.md#distributed-training.
 * `DistributedError` is what a process group that failed past its restarts raises; its text ends with
   torchrun's last log lines.
 """
@@ -122,12 +125,6 @@ def device_label(device: str, distributed: DistributedSettings | None) -> str:
         return "cuda:0" if device == "cuda" else device
     label = f"{kind} x{distributed.world_size} {'nccl' if kind == 'cuda' else 'gloo'}"
     return f"{label} ({distributed.nnodes} nodes)" if distributed.nnodes > 1 else label
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _arm_parent_death_signal() -> None:
@@ -258,7 +255,10 @@ def run_distributed(
 
     `device` is "cpu" or "cuda" (resolve_device's answer). Raises ValueError for bad data or settings
     (checked here before any process starts) and DistributedError when the group fails past
-    `max_restarts` restarts. Whatever happens, no torchrun or rank of this host outlives the call."""
+    `max_restarts` restarts. Whatever happens, no torchrun or rank of this host outlives the call;
+    if this process is killed, torchrun gets SIGTERM from the kernel when the *thread* that called
+    this function ends (Linux's parent-death signal follows the forking thread), and the ranks'
+    watchdog sees this pid gone."""
     from .trainer import as_stop_check  # heavy: the trainer pulls torch
 
     if device not in ("cpu", "cuda"):
@@ -272,7 +272,8 @@ def run_distributed(
     ddp.mkdir(parents=True)
     _write_inputs(ddp, spec, data, device, init_weights, resume_from)
 
-    endpoint = distributed.rdzv_endpoint or f"127.0.0.1:{_free_port()}"
+    # One host: port 0 lets the store pick a free port (what torchrun's --standalone does).
+    endpoint = distributed.rdzv_endpoint or "127.0.0.1:0"
     group = [
         sys.executable, "-m", "torch.distributed.run",
         "--nproc-per-node", str(distributed.nproc_per_node),
