@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from . import ddp_main
 from .metering import usable_cpus
 from .reporting import EpochReport, ProgressReport
-from .training import TrainingResult
+from .training import PHASES, TrainingResult
 
 if TYPE_CHECKING:
     from .spec import TrainingSpec
@@ -176,12 +176,12 @@ def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float 
 
 class _Relay:
     """Reads rank 0's event lines as they grow and hands them to run_training's callbacks; a restarted
-    group's repeated phases and epochs are passed on once."""
+    group's repeated phases and epochs are passed on once (phases only forward, epochs only new)."""
 
     def __init__(self, path: Path, on_progress: Any, on_epoch: Any, on_phase: Any) -> None:
         self.path, self.offset, self.pending = path, 0, b""
         self.on_progress, self.on_epoch, self.on_phase = on_progress, on_epoch, on_phase
-        self.last_phase: str | None = None
+        self.last_phase = -1  # index in training.PHASES
         self.last_epoch = 0
 
     def poll(self) -> None:
@@ -196,8 +196,8 @@ class _Relay:
         for line in lines:
             event = json.loads(line)
             kind = event["kind"]
-            if kind == "phase" and event["phase"] != self.last_phase:
-                self.last_phase = event["phase"]
+            if kind == "phase" and PHASES.index(event["phase"]) > self.last_phase:
+                self.last_phase = PHASES.index(event["phase"])
                 if self.on_phase is not None:
                     self.on_phase(event["phase"])
             elif kind == "epoch" and event["report"]["epoch"] > self.last_epoch:

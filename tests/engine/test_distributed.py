@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -351,3 +352,43 @@ def test_a_killed_launcher_leaves_no_torchrun_and_no_rank(tmp_path):
     launcher.kill()  # SIGKILL: no finally runs; the kernel and the ranks' watchdog must end the rest
     launcher.wait()
     assert _wait_until_gone(tmp_path) == []
+
+
+def test_settings_a_group_cannot_run_are_refused_before_any_process_starts(small_bars, tmp_path):
+    with pytest.raises(ValueError, match="multiple of the 2 ranks"):
+        run_distributed(
+            TrainingSpec(batch_size=33), data=small_bars, work_dir=tmp_path, distributed=DistributedSettings(2),
+            device="cpu",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="resolve_device's answer"):
+        run_distributed(_spec(), data=small_bars, work_dir=tmp_path, distributed=DistributedSettings(2), device="auto")
+    with pytest.raises(ValueError):
+        run_distributed(
+            _spec(), data=small_bars.iloc[:30], work_dir=tmp_path, distributed=DistributedSettings(2), device="cpu"
+        )
+    assert not (tmp_path / "ddp").exists()
+
+
+def test_a_restarted_groups_repeated_phases_and_epochs_are_relayed_once(tmp_path):
+    from models_mgmt.engine.distributed import _Relay
+    from models_mgmt.engine.reporting import EpochReport
+
+    def epoch(n: int, attempt: int) -> str:
+        report = EpochReport(n, 0.7, 0.6, {}, 0.1, n, True)
+        return json.dumps({"kind": "epoch", "attempt": attempt, "report": dataclasses.asdict(report)})
+
+    def phase(name: str, attempt: int) -> str:
+        return json.dumps({"kind": "phase", "attempt": attempt, "phase": name})
+
+    events = tmp_path / "events.jsonl"
+    phases, epochs = [], []
+    relay = _Relay(events, None, lambda r: epochs.append(r.epoch), phases.append)
+    lines = [phase("building_features", 0), phase("training", 0), epoch(1, 0), epoch(2, 0)]
+    lines += [phase("building_features", 1), phase("training", 1), epoch(2, 1), epoch(3, 1), phase("evaluating", 1)]
+    events.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # a line half written
+    relay.poll()
+    with events.open("a") as stream:
+        stream.write(lines[3][10:] + "\n" + "\n".join(lines[4:]) + "\n")
+    relay.poll()
+    assert phases == ["building_features", "training", "evaluating"]
+    assert epochs == [1, 2, 3]
