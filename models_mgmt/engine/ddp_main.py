@@ -126,7 +126,7 @@ def main(work_dir: str) -> int:
     import torch.distributed as dist  # heavy: a rank trains
 
     from .trainer import DistributedDataParallel, fit  # heavy: the trainer pulls torch
-    from .training import _initial_weights, conclude_training  # heavy: evaluation and export
+    from .training import conclude_training, initial_weights  # heavy: evaluation and export
 
     work = Path(work_dir)
     ddp = work / DDP_DIR
@@ -164,7 +164,7 @@ def main(work_dir: str) -> int:
     if resume_from is not None and Path(resume_from).is_dir():
         resume_from = Path(resume_from) / CHECKPOINT_NAME
     init = inputs.get("init_weights")
-    starting = _initial_weights(init) if init else None
+    starting = initial_weights(init) if init else None
     stop_file = ddp / STOP
 
     def should_stop() -> bool:

@@ -8,6 +8,9 @@ constants (`DEVICES`, `DistributedSettings`) and for `device_label`, and must st
   honour: CUDA without a GPU, more ranks than GPUs (cuda) or than usable CPUs (cpu).
 * `device_label` is the short text a job records: "cpu", "cuda:0", "cpu x2 gloo",
   "cuda x8 nccl (2 nodes)".
+* `run_distributed` trains through torchrun (PyTorch's own launcher, `torch.distributed.run`) with
+  run_training's contract and callbacks: the ranks are `ddp_main.py`, rank 0 reports, checkpoints and
+  exports; see docs/training.md#distributed-training.
 * `DistributedError` is what a process group that failed past its restarts raises; its text ends with
   torchrun's last log lines.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import logging
 import os
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from . import ddp_main
 from .metering import usable_cpus
 from .reporting import EpochReport, ProgressReport
-from .training import TrainingResult
+from .training import PHASES, TrainingResult
 
 if TYPE_CHECKING:
     from .spec import TrainingSpec
@@ -123,12 +127,6 @@ def device_label(device: str, distributed: DistributedSettings | None) -> str:
     return f"{label} ({distributed.nnodes} nodes)" if distributed.nnodes > 1 else label
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _arm_parent_death_signal() -> None:
     """In torchrun's process, before it runs: the kernel sends it SIGTERM if the launcher dies, and
     torchrun's handler then stops its ranks."""
@@ -167,11 +165,10 @@ def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float 
         try:
             process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
+            # killed while torchrun is not yet reaped: its group id cannot belong to another process
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # anything torchrun's group left behind
     for pid in _alive_rank_pids(pids_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -179,12 +176,12 @@ def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float 
 
 class _Relay:
     """Reads rank 0's event lines as they grow and hands them to run_training's callbacks; a restarted
-    group's repeated phases and epochs are passed on once."""
+    group's repeated phases and epochs are passed on once (phases only forward, epochs only new)."""
 
     def __init__(self, path: Path, on_progress: Any, on_epoch: Any, on_phase: Any) -> None:
         self.path, self.offset, self.pending = path, 0, b""
         self.on_progress, self.on_epoch, self.on_phase = on_progress, on_epoch, on_phase
-        self.last_phase: str | None = None
+        self.last_phase = -1  # index in training.PHASES
         self.last_epoch = 0
 
     def poll(self) -> None:
@@ -199,8 +196,8 @@ class _Relay:
         for line in lines:
             event = json.loads(line)
             kind = event["kind"]
-            if kind == "phase" and event["phase"] != self.last_phase:
-                self.last_phase = event["phase"]
+            if kind == "phase" and PHASES.index(event["phase"]) > self.last_phase:
+                self.last_phase = PHASES.index(event["phase"])
                 if self.on_phase is not None:
                     self.on_phase(event["phase"])
             elif kind == "epoch" and event["report"]["epoch"] > self.last_epoch:
@@ -258,7 +255,10 @@ def run_distributed(
 
     `device` is "cpu" or "cuda" (resolve_device's answer). Raises ValueError for bad data or settings
     (checked here before any process starts) and DistributedError when the group fails past
-    `max_restarts` restarts. Whatever happens, no torchrun or rank of this host outlives the call."""
+    `max_restarts` restarts. Whatever happens, no torchrun or rank of this host outlives the call;
+    if this process is killed, torchrun gets SIGTERM from the kernel when the *thread* that called
+    this function ends (Linux's parent-death signal follows the forking thread), and the ranks'
+    watchdog sees this pid gone."""
     from .trainer import as_stop_check  # heavy: the trainer pulls torch
 
     if device not in ("cpu", "cuda"):
@@ -272,7 +272,8 @@ def run_distributed(
     ddp.mkdir(parents=True)
     _write_inputs(ddp, spec, data, device, init_weights, resume_from)
 
-    endpoint = distributed.rdzv_endpoint or f"127.0.0.1:{_free_port()}"
+    # One host: port 0 lets the store pick a free port (what torchrun's --standalone does).
+    endpoint = distributed.rdzv_endpoint or "127.0.0.1:0"
     group = [
         sys.executable, "-m", "torch.distributed.run",
         "--nproc-per-node", str(distributed.nproc_per_node),
@@ -298,6 +299,7 @@ def run_distributed(
         (ddp / "secondary_command.txt").write_text(line + "\n")
         logger.info("distributed run in %s: run on each of the other %d hosts: %s", work, distributed.nnodes - 1, line)
 
+    began = time.monotonic()
     stop = as_stop_check(should_stop)
     relay = _Relay(ddp / ddp_main.EVENTS, on_progress, on_epoch, on_phase)
     log_path = ddp / "torchrun.log"
@@ -329,7 +331,8 @@ def run_distributed(
             on_gpus(0)
     result_path = ddp / ddp_main.RESULT
     if process.returncode == 0 and result_path.exists():
-        return _result_from(result_path)
+        # the job's training time is the whole group's, its start and restarts included
+        return dataclasses.replace(_result_from(result_path), training_duration_s=round(time.monotonic() - began, 3))
     raise DistributedError(
         f"the torchrun group failed (exit status {process.returncode}, {max_restarts} restart(s) allowed); "
         f"torchrun's last log lines:\n{_log_tail(log_path)}"

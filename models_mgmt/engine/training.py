@@ -115,7 +115,7 @@ def fit_summary(outcome: Any, *, weights_changed: bool) -> dict[str, Any]:
     }
 
 
-def _initial_weights(source: str | Path | Mapping[str, torch.Tensor] | None) -> Mapping[str, torch.Tensor] | None:
+def initial_weights(source: str | Path | Mapping[str, torch.Tensor] | None) -> Mapping[str, torch.Tensor] | None:
     if source is None or isinstance(source, Mapping):
         return source
     from .artifact import load_weights  # heavy: artifact pulls torch and onnx
@@ -154,7 +154,7 @@ def run_training(
     split = spec.split(data)
     if resume_from is not None and Path(resume_from).is_dir():
         resume_from = Path(resume_from) / CHECKPOINT_NAME
-    starting = _initial_weights(init_weights)
+    starting = initial_weights(init_weights)
     phase("training")
     outcome = fit(
         spec,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -265,7 +266,7 @@ def test_a_killed_rank_restarts_the_group_from_the_checkpoint(small_bars, tmp_pa
         kill(report)
 
     result = run_distributed(
-        _spec(epochs=60),
+        _spec(epochs=100),
         data=small_bars,
         work_dir=tmp_path,
         distributed=DistributedSettings(2),
@@ -273,9 +274,9 @@ def test_a_killed_rank_restarts_the_group_from_the_checkpoint(small_bars, tmp_pa
         on_epoch=on_epoch,
         max_restarts=1,
     )
-    assert killed and result.status == "succeeded" and result.epochs_run == 60
-    assert [row["epoch"] for row in result.history] == list(range(1, 61))
-    assert epochs == list(range(1, 61))  # each epoch reported once, restart or not
+    assert killed and result.status == "succeeded" and result.epochs_run == 100
+    assert [row["epoch"] for row in result.history] == list(range(1, 101))
+    assert epochs == list(range(1, 101))  # each epoch reported once, restart or not
     events = [json.loads(line) for line in (tmp_path / "ddp" / "events.jsonl").read_text().splitlines()]
     restarted = [e["report"]["epoch"] for e in events if e["kind"] == "epoch" and e["attempt"] == 1]
     assert restarted and restarted[0] > 1  # the second attempt began from a checkpoint, not from epoch 1
@@ -287,7 +288,7 @@ def test_a_killed_rank_without_restarts_fails_with_a_reason_and_leaves_no_proces
     killed: list[int] = []
     with pytest.raises(DistributedError, match="torchrun group failed") as failure:
         run_distributed(
-            _spec(epochs=60),
+            _spec(epochs=100),
             data=small_bars,
             work_dir=tmp_path,
             distributed=DistributedSettings(2),
@@ -305,7 +306,7 @@ def test_a_killed_rank_without_restarts_fails_with_a_reason_and_leaves_no_proces
 def test_a_stop_reaches_every_rank_and_leaves_a_checkpoint(small_bars, tmp_path):
     stop = threading.Event()
     result = run_distributed(
-        _spec(epochs=60),
+        _spec(epochs=100),
         data=small_bars,
         work_dir=tmp_path,
         distributed=DistributedSettings(2),
@@ -314,9 +315,11 @@ def test_a_stop_reaches_every_rank_and_leaves_a_checkpoint(small_bars, tmp_path)
         should_stop=stop,
     )
     # the group ended normally: both ranks left the loop before the same batch and met at the barrier
-    assert result.status == "stopped" and 2 <= result.epochs_run < 60
+    assert result.status == "stopped" and 2 <= result.epochs_run < 100
     assert result.artifact_dir is None and result.checkpoint_path == str(tmp_path / "checkpoint.pt")
-    resumed = run_training(_spec(epochs=60), data=small_bars, work_dir=tmp_path / "again", resume_from=tmp_path)
+    # the checkpoint resumes in-process (the same format); `epochs` may change on resume
+    again = _spec(epochs=result.epochs_run + 1)
+    resumed = run_training(again, data=small_bars, work_dir=tmp_path / "again", resume_from=tmp_path)
     assert resumed.status == "succeeded" and resumed.history[: result.epochs_run] == result.history
     assert _wait_until_gone(tmp_path) == []
 
@@ -349,3 +352,43 @@ def test_a_killed_launcher_leaves_no_torchrun_and_no_rank(tmp_path):
     launcher.kill()  # SIGKILL: no finally runs; the kernel and the ranks' watchdog must end the rest
     launcher.wait()
     assert _wait_until_gone(tmp_path) == []
+
+
+def test_settings_a_group_cannot_run_are_refused_before_any_process_starts(small_bars, tmp_path):
+    with pytest.raises(ValueError, match="multiple of the 2 ranks"):
+        run_distributed(
+            TrainingSpec(batch_size=33), data=small_bars, work_dir=tmp_path, distributed=DistributedSettings(2),
+            device="cpu",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="resolve_device's answer"):
+        run_distributed(_spec(), data=small_bars, work_dir=tmp_path, distributed=DistributedSettings(2), device="auto")
+    with pytest.raises(ValueError):
+        run_distributed(
+            _spec(), data=small_bars.iloc[:30], work_dir=tmp_path, distributed=DistributedSettings(2), device="cpu"
+        )
+    assert not (tmp_path / "ddp").exists()
+
+
+def test_a_restarted_groups_repeated_phases_and_epochs_are_relayed_once(tmp_path):
+    from models_mgmt.engine.distributed import _Relay
+    from models_mgmt.engine.reporting import EpochReport
+
+    def epoch(n: int, attempt: int) -> str:
+        report = EpochReport(n, 0.7, 0.6, {}, 0.1, n, True)
+        return json.dumps({"kind": "epoch", "attempt": attempt, "report": dataclasses.asdict(report)})
+
+    def phase(name: str, attempt: int) -> str:
+        return json.dumps({"kind": "phase", "attempt": attempt, "phase": name})
+
+    events = tmp_path / "events.jsonl"
+    phases, epochs = [], []
+    relay = _Relay(events, None, lambda r: epochs.append(r.epoch), phases.append)
+    lines = [phase("building_features", 0), phase("training", 0), epoch(1, 0), epoch(2, 0)]
+    lines += [phase("building_features", 1), phase("training", 1), epoch(2, 1), epoch(3, 1), phase("evaluating", 1)]
+    events.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # a line half written
+    relay.poll()
+    with events.open("a") as stream:
+        stream.write(lines[3][10:] + "\n" + "\n".join(lines[4:]) + "\n")
+    relay.poll()
+    assert phases == ["building_features", "training", "evaluating"]
+    assert epochs == [1, 2, 3]
