@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.slow  # starts real processes (restore, then a check of
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = {"epochs": 2, "startDate": "2016-01-01"}
 API = "/api/model-management/models"
+OPTUNA_PROBE = "a study's trials\n"
 PREDICT = {"dataset": "sp500", "asOf": "2018-06-29"}
 # Run in the restored installation: the versions as the API lists them, a prediction of the active
 # version, where its artifact now lives, and what the reaper does with the restored queued job.
@@ -89,6 +91,24 @@ def restored_database_url() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def _optuna_storage_written(journal: Path) -> Iterator[None]:
+    """Something in Optuna's storage: its journal file (SQLite) or a table in its schema (PostgreSQL)."""
+    if connection.vendor == "sqlite":
+        journal.write_text(OPTUNA_PROBE)
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA IF NOT EXISTS optuna")
+        cursor.execute("CREATE TABLE optuna.backup_probe (note text)")
+        cursor.execute("INSERT INTO optuna.backup_probe VALUES (%s)", [OPTUNA_PROBE])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE optuna.backup_probe")
+
+
 def _environment(url: str, artifacts: Path, journal: Path, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
@@ -126,7 +146,8 @@ def test_a_restore_into_an_empty_database_serves_the_same_versions(
     assert [(v["version"], v["status"]) for v in served["results"]] == [("v1.1.0", "ready"), ("v1.0.0", "active")]
 
     backup = tmp_path / "backup"
-    call_command("backup", str(backup))
+    with _optuna_storage_written(settings.OPTUNA_JOURNAL_PATH):
+        call_command("backup", str(backup))
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["counts"]["models_mgmt.modelversion"] == 2 and manifest["counts"]["models_mgmt.trainingjob"] == 3
     assert manifest["migrations"]["models_mgmt"] and manifest["database"]["vendor"] == connection.vendor
@@ -156,6 +177,12 @@ def test_a_restore_into_an_empty_database_serves_the_same_versions(
     assert result["prediction"]["version"] == "v1.0.0"
     assert all(path.startswith(f"{target}/models/") for path in result["artifactPaths"]), result["artifactPaths"]
     assert result["queuedNotEnqueued"] == [queued] and result["reaped"] == [[queued, "enqueued"]]
+
+    if connection.vendor == "sqlite":
+        assert (tmp_path / "restored-optuna.log").read_text() == OPTUNA_PROBE
+    else:
+        with psycopg.connect(restored_database_url) as restored_db:
+            assert restored_db.execute("SELECT note FROM optuna.backup_probe").fetchall() == [(OPTUNA_PROBE,)]
 
     again = _run(["bin/restore", str(backup)], {**env, "ARTIFACTS_DIR": str(tmp_path / "elsewhere")})
     assert again.returncode != 0
