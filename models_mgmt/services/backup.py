@@ -137,6 +137,9 @@ def backup_create(*, directory: Path, code_revision: str) -> dict[str, Any]:
         raise Conflict(
             f"{directory} is not empty: a backup goes into a new or empty directory", code="target_not_empty"
         )
+    artifacts = Path(settings.ARTIFACTS_DIR)
+    if directory.resolve().is_relative_to(artifacts.resolve()):
+        raise InvalidInput(f"{directory} is inside ARTIFACTS_DIR {artifacts}: the backup would copy itself")
     directory.mkdir(parents=True, exist_ok=True)
     vendor = connection.vendor
     if vendor == "postgresql":
@@ -149,7 +152,6 @@ def backup_create(*, directory: Path, code_revision: str) -> dict[str, Any]:
         raise InvalidInput(f"backups support PostgreSQL and SQLite, not {vendor}")
     # After the database: every version in the dump has its artifact already (a version is
     # registered only once its files are written), so the copy holds at least what the dump names.
-    artifacts = Path(settings.ARTIFACTS_DIR)
     if artifacts.is_dir():
         shutil.copytree(artifacts, directory / ARTIFACTS, symlinks=True)
     else:

@@ -196,6 +196,10 @@ def test_a_damaged_incomplete_or_newer_backup_is_refused(transactional_db, setti
     weights.write_bytes(b"weights")
     backup = tmp_path / "backup"
     call_command("backup", str(backup))
+    with pytest.raises(CommandError, match="is not empty: a backup goes into a new or empty directory"):
+        call_command("backup", str(backup))
+    with pytest.raises(CommandError, match="is inside ARTIFACTS_DIR"):
+        call_command("backup", str(settings.ARTIFACTS_DIR / "backup"))
     # Each check reads the backup before it looks at the target: the test database is not empty,
     # and it is the backup that is refused.
     copy = backup / "artifacts" / "models" / "m" / "v1.0.0" / "weights.safetensors"
