@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from models_mgmt import selectors
-from models_mgmt.artifacts import job_work_dir
+from models_mgmt.artifacts import code_revision, job_work_dir
 from models_mgmt.choices import ActivationPolicy, JobStatus, StudyRole, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
@@ -68,23 +66,6 @@ class Outcome:
 
 def _date(value: str | None) -> dt.date | dt.datetime | None:
     return timeframes.parse_bar_time(value) if value else None
-
-
-def code_revision() -> str:
-    revision = os.environ.get("CODE_REVISION")
-    if revision:
-        return revision
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _score_active_on_window(job: TrainingJob, spec: Any, bars: Any) -> dict[str, Any] | None:

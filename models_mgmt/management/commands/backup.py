@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from models_mgmt.artifacts import code_revision
 from models_mgmt.errors import ServiceError
 from models_mgmt.services.backup import backup_create
-from models_mgmt.training.worker import code_revision
 
 
 class Command(BaseCommand):
