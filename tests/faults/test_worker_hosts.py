@@ -9,6 +9,10 @@ Redis database 14 (no other test uses it).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -20,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule, Task
+from django_q.signing import SignedPackage
 
 from models_mgmt.api.serializers import FineTuningConfigSerializer
 from models_mgmt.choices import TERMINAL_JOB_STATUSES, JobStatus
@@ -106,7 +111,7 @@ def start_job(trainer, model, body: dict) -> int:
     return job.pk
 
 
-def test_two_hosts_drain_a_hundred_jobs_each_run_exactly_once(hosts, settings):
+def test_two_hosts_drain_a_hundred_jobs_each_run_exactly_once(hosts):
     pairs = [trainer_with_model(f"hosts-{i}") for i in range(MODELS)]
     a, b = hosts("host-a"), hosts("host-b")
     log = outputs(a, b)
@@ -158,7 +163,7 @@ def test_two_hosts_drain_a_hundred_jobs_each_run_exactly_once(hosts, settings):
     )
 
 
-def test_a_killed_hosts_job_is_handed_over_by_the_lease_and_resumed_from_its_checkpoint(hosts, settings):
+def test_a_killed_hosts_job_is_handed_over_by_the_lease_and_resumed_from_its_checkpoint(hosts):
     trainer, model = trainer_with_model("hosts-kill")
     lease = {"TRAINING_HEARTBEAT_TIMEOUT_S": "20"}
     both = {"host-a": hosts("host-a", **lease), "host-b": hosts("host-b", **lease)}
@@ -173,7 +178,7 @@ def test_a_killed_hosts_job_is_handed_over_by_the_lease_and_resumed_from_its_che
     last_heartbeat = TrainingJob.objects.get(pk=job_id).heartbeat_at  # nobody writes it again until the handover
     before = {e.epoch: (e.train_loss, e.duration_s) for e in TrainingJob.objects.get(pk=job_id).epochs.all()}
     # Redis popped the task when the lost host took it: nothing in the broker brings the job back.
-    assert redis_len() == 0
+    assert RUN_TRAINING not in waiting()
     assert TrainingJob.objects.get(pk=job_id).status == JobStatus.RUNNING
     # The survivor's reaper (the minute schedule) is due once the lease has passed; its scheduler looks every 30 s.
     Schedule.objects.filter(name=REAPER).update(next_run=killed_at + timedelta(seconds=21))
@@ -192,10 +197,53 @@ def test_a_killed_hosts_job_is_handed_over_by_the_lease_and_resumed_from_its_che
     assert_job_seqs_gap_free(job_id)
 
 
-def redis_len(cluster: str = "techanal") -> int:
+def drain(host: LiveProcesses) -> None:
+    """What the operations guide says: SIGINT to the qcluster's whole process group, every second
+    until it is gone (SIGTERM to the group can leave django-q2's cluster parent hanging)."""
+    process = host.processes[0]
+    deadline = time.monotonic() + 60
+    while process.poll() is None:
+        assert time.monotonic() < deadline, f"the drained host did not exit\n{host.output()[-3000:]}"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1)
+    host.processes.remove(process)
+    left = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(process.pid)], capture_output=True, text=True).stdout
+    assert not left.strip(), f"the drained host left processes behind:\n{left}"
+
+
+def test_a_drained_host_hands_its_job_to_another_without_counting_an_attempt(hosts):
+    trainer, model = trainer_with_model("hosts-drain")
+    both = {"host-a": hosts("host-a"), "host-b": hosts("host-b")}
+    log = outputs(*both.values())
+    # Long enough that the drained host, should it take its own requeued task back (see below), is
+    # still training when the next SIGINT comes.
+    job_id = start_job(trainer, model, {**LONG, "epochs": 12})
+    job = wait_for(running_with_epochs(job_id, 1), 180, "the job to run an epoch", log)
+    drained = host_of(job)
+    drain(both[drained])  # returns once every process of that host is gone
+    job = wait_for(job_finished(job_id), 180, "the other host to finish the job", log)
+    assert job.status == JobStatus.SUCCEEDED, (job.error, log())
+    assert host_of(job) != drained, (status_events(job_id), job.epoch, log())
+    assert job.attempts == 1  # a drain is not a failed attempt
+    assert sorted(job.epochs.values_list("epoch", flat=True)) == list(range(1, 13))  # resumed, each epoch once
+    assert list(ModelVersion.objects.filter(model=model).values_list("version", flat=True)) == ["v1.0.0"]
+    # Queued again by the drained worker (again, should its cluster's pusher have taken the task back
+    # in the second before it stopped listening: the next SIGINT hands it over before training).
+    statuses = status_events(job_id)
+    assert statuses[:2] == ["queued", "running"] and statuses[-2:] == ["running", "succeeded"], statuses
+    requeues = list(model.audit_events.filter(action="job.requeued").values_list("after", flat=True))
+    assert statuses.count("queued") == len(requeues) + 1 >= 2, (statuses, requeues)
+    assert all("shut down" in r["reason"] for r in requeues), requeues
+
+
+def waiting(cluster: str = "techanal") -> list[str]:
+    """The functions of the tasks waiting in `cluster`'s Redis queue (none that a host has taken)."""
     import redis
 
-    return int(redis.Redis.from_url(REDIS_URL).llen(f"django_q:{cluster}:q"))
+    packages = redis.Redis.from_url(REDIS_URL).lrange(f"django_q:{cluster}:q", 0, -1)
+    return [SignedPackage.loads(p)["func"] for p in packages]
 
 
 def test_training_runs_on_its_own_cluster_and_monitoring_on_the_default_one(hosts, settings):
@@ -237,4 +285,4 @@ def test_training_runs_on_its_own_cluster_and_monitoring_on_the_default_one(host
     assert set(Schedule.objects.filter(name__in=[REAPER, MONITORING_CHECKS]).values_list("cluster", flat=True)) == {
         None
     }
-    assert (redis_len("techanal"), redis_len("gpu")) == (0, 0)
+    assert RUN_TRAINING not in waiting("gpu") and WARM_DRIFT_REPORTS not in waiting("techanal")
