@@ -2,6 +2,8 @@ import logging
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db import connections
+from django.db.models.signals import post_migrate
 
 
 class ModelsMgmtConfig(AppConfig):
@@ -13,6 +15,17 @@ class ModelsMgmtConfig(AppConfig):
         from django_q.signals import post_spawn  # django-q2's signals import its models: only once apps are ready
 
         post_spawn.connect(_reap_on_worker_start, dispatch_uid="techanal-reap-on-spawn")
+        post_migrate.connect(_schedules_follow_monitoring_cluster, sender=self, dispatch_uid="techanal-schedules")
+
+
+def _schedules_follow_monitoring_cluster(sender: object, using: str = "default", **kwargs: object) -> None:
+    """Migrations create the product's schedules without a cluster; MONITORING_CLUSTER places them."""
+    from django_q.models import Schedule  # apps.py loads before models: import on use
+
+    from models_mgmt.services.queue import schedules_follow_monitoring_cluster  # apps.py loads before models
+
+    if Schedule._meta.db_table in connections[using].introspection.table_names():  # not after `migrate django_q zero`
+        schedules_follow_monitoring_cluster(using=using)
 
 
 def _reap_on_worker_start(sender: object, proc_name: str, **kwargs: object) -> None:

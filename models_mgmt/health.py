@@ -34,10 +34,17 @@ def _database() -> dict[str, Any]:
 
 
 def _broker() -> dict[str, Any]:
-    broker = get_broker()
+    """The default cluster's queue, and the training cluster's (the same one unless TRAINING_CLUSTER names another)."""
+    broker = get_broker(settings.Q_CLUSTER["name"])
     if not broker.ping():
         return {"ok": False, "kind": type(broker).__name__}
-    return {"kind": "redis" if settings.REDIS_URL else "orm", "queued": broker.queue_size()}
+    return {
+        "kind": "redis" if settings.REDIS_URL else "orm",
+        "queued": broker.queue_size(),
+        "trainingQueued": get_broker(settings.TRAINING_CLUSTER).queue_size(),
+        "trainingCluster": settings.TRAINING_CLUSTER,
+        "monitoringCluster": settings.MONITORING_CLUSTER,
+    }
 
 
 def _workers() -> dict[str, Any]:

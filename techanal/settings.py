@@ -5,6 +5,7 @@ Production: DATABASE_URL=postgres://..., REDIS_URL=redis://... (cache, throttles
 and the django-q2 broker all move to Redis).
 """
 
+import socket
 import sys
 from datetime import timedelta
 from decimal import Decimal
@@ -203,6 +204,27 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["cache"] = "qcluster"
+
+# --- Worker hosts and clusters (docs/configuration.md "Worker hosts and clusters") -----------
+# The host part of a running job's `worker` ("host:pid"): the reaper checks the pids of its own
+# host's jobs and judges every other host's jobs by their heartbeat alone. Unique per host.
+WORKER_HOST = env.str("WORKER_HOST", default="") or socket.gethostname()
+# django-q2 cluster names (one queue each): training jobs go to TRAINING_CLUSTER, monitoring work
+# and the product's schedules to MONITORING_CLUSTER. A qcluster process serves the cluster that
+# its Q_CLUSTER_NAME names (unset: Q_CLUSTER["name"]). Every process needs the same two values.
+TRAINING_CLUSTER = env.str("TRAINING_CLUSTER", default=Q_CLUSTER["name"])
+MONITORING_CLUSTER = env.str("MONITORING_CLUSTER", default=Q_CLUSTER["name"])
+# django-q2 1.11.1 pops ALT_CLUSTERS (KeyError at start) whenever Q_CLUSTER_NAME names another
+# cluster; the entries could override Q_CLUSTER's options for that cluster (none do).
+Q_CLUSTER["ALT_CLUSTERS"] = {name: {} for name in {TRAINING_CLUSTER, MONITORING_CLUSTER} - {Q_CLUSTER["name"]}}
+_serves = env.str("Q_CLUSTER_NAME", default="")  # django-q2 reads it from the environment itself
+if _serves and _serves not in {Q_CLUSTER["name"], TRAINING_CLUSTER, MONITORING_CLUSTER}:
+    # A typo (or a host missing TRAINING_CLUSTER) would serve a queue nobody sends work to.
+    raise ImproperlyConfigured(
+        f"Q_CLUSTER_NAME={_serves!r} is neither TRAINING_CLUSTER ({TRAINING_CLUSTER!r}), MONITORING_CLUSTER "
+        f"({MONITORING_CLUSTER!r}) nor the default cluster ({Q_CLUSTER['name']!r}): set the same TRAINING_CLUSTER "
+        "and MONITORING_CLUSTER on every process."
+    )
 
 # --- Auth ------------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

@@ -188,7 +188,14 @@ def dataset_bars_append(*, actor: UserLike, dataset: Dataset, bars: list[dict[st
 
 def _enqueue_resolution(dataset_id: int) -> None:
     """New bars: resolve the predictions they complete, and recompute the drift reports that read them."""
-    task_enqueue(RESOLVE_PREDICTIONS, dataset_id, group="monitoring", why_later="the schedule resolves them")
+    cluster = settings.MONITORING_CLUSTER
     task_enqueue(
-        WARM_DRIFT_REPORTS, dataset_id=dataset_id, group="monitoring", why_later="GET drift computes the report"
+        RESOLVE_PREDICTIONS, dataset_id, cluster=cluster, group="monitoring", why_later="the schedule resolves them"
+    )
+    task_enqueue(
+        WARM_DRIFT_REPORTS,
+        dataset_id=dataset_id,
+        cluster=cluster,
+        group="monitoring",
+        why_later="GET drift computes the report",
     )

@@ -6,6 +6,11 @@ One broker object per process: django-q2's `async_task` builds a new one per cal
 database connection before each use when it runs outside a transaction (`close_old_connections`:
 with `CONN_MAX_AGE=0` a full reconnect for every enqueue, in the request thread); inside
 `transaction.atomic()` it does not, and the INSERT of its queue row commits on its own.
+
+Routing is django-q2's own: a cluster name is a queue (`django_q:<name>:q` in Redis, the OrmQ key
+with the ORM broker), and a qcluster process serves the one its Q_CLUSTER_NAME names. Every
+enqueue names its cluster: training work goes to TRAINING_CLUSTER, monitoring work to
+MONITORING_CLUSTER (both default to the one cluster, Q_CLUSTER["name"]).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import threading
 from typing import Any
 
 import django_q.tasks
+from django.conf import settings
 from django.db import transaction
 from django_q.brokers import Broker, get_broker
 from django_q.conf import Conf
+from django_q.models import Schedule
 
 logger = logging.getLogger(__name__)
 # Entry points in models_mgmt/tasks.py, named by dotted path (the queue stores these names).
@@ -26,27 +33,36 @@ RUN_TRAINING = "models_mgmt.tasks.training_job_run"
 RESOLVE_PREDICTIONS = "models_mgmt.tasks.predictions_resolve"
 WARM_DRIFT_REPORTS = "models_mgmt.tasks.drift_reports_warm"
 
-_brokers: dict[tuple[int, str | None], Broker] = {}
+_brokers: dict[tuple[int, str], Broker] = {}
 _lock = threading.Lock()
 
 
-def _broker() -> Broker:
-    """This process's broker (a forked worker builds its own: the key holds the pid)."""
-    key = (os.getpid(), Conf.CLUSTER_NAME)
+def _broker(cluster: str) -> Broker:
+    """This process's broker for `cluster`'s queue (a forked worker builds its own: the key holds the pid)."""
+    key = (os.getpid(), cluster)
     with _lock:
         broker = _brokers.get(key)
         if broker is None:
-            broker = _brokers[key] = get_broker()
+            broker = _brokers[key] = get_broker(cluster)
         return broker
 
 
-def task_enqueue(task: str, *args: Any, why_later: str, **kwargs: Any) -> str | None:
-    """Enqueue `task`; None (logged, with what will do it later) when the broker refuses."""
+def task_enqueue(task: str, *args: Any, cluster: str, why_later: str, **kwargs: Any) -> str | None:
+    """Enqueue `task` on `cluster`'s queue; None (logged, with what will do it later) when the broker refuses."""
     try:
         if Conf.ORM:
             with transaction.atomic(using=Conf.ORM):
-                return str(django_q.tasks.async_task(task, *args, broker=_broker(), **kwargs))
-        return str(django_q.tasks.async_task(task, *args, broker=_broker(), **kwargs))
+                return str(django_q.tasks.async_task(task, *args, cluster=cluster, broker=_broker(cluster), **kwargs))
+        return str(django_q.tasks.async_task(task, *args, cluster=cluster, broker=_broker(cluster), **kwargs))
     except Exception:
-        logger.exception("could not enqueue %s%s; %s", task, args or "", why_later)
+        logger.exception("could not enqueue %s%s on %s; %s", task, args or "", cluster, why_later)
         return None
+
+
+def schedules_follow_monitoring_cluster(using: str = "default") -> int:
+    """Put the product's schedules (reaper, monitoring checks: migrations 0004, 0007, 0016) on
+    MONITORING_CLUSTER; run after every migrate. The default cluster's scheduler takes schedules
+    without a cluster, so with the default name they keep none, as they were created."""
+    cluster = None if settings.MONITORING_CLUSTER == Conf.PREFIX else settings.MONITORING_CLUSTER
+    product = Schedule.objects.using(using).filter(func__startswith="models_mgmt.tasks.")
+    return product.exclude(cluster=cluster).update(cluster=cluster)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +32,7 @@ def training_job_enqueue(job_id: int) -> str | None:
         RUN_TRAINING,
         job_id,
         task_name=f"training-job-{job_id}-{os.urandom(3).hex()}",
+        cluster=settings.TRAINING_CLUSTER,
         group="training",
         why_later="the reaper will hand it over",
     )
@@ -158,7 +158,7 @@ def training_job_claim(*, job_id: int) -> TrainingJob | None:
         attempts=job.attempts + 1,
         started_at=job.started_at or now,
         heartbeat_at=now,
-        worker=f"{socket.gethostname()}:{os.getpid()}",
+        worker=f"{settings.WORKER_HOST}:{os.getpid()}",  # the reaper parses it
         error="",
         error_code="",
     )

@@ -104,7 +104,13 @@ def _activate(
 
 def _enqueue_drift_warmup(model_id: int) -> None:
     """A worker computes the new active version's drift report, so GET drift answers at once."""
-    task_enqueue(WARM_DRIFT_REPORTS, model_id=model_id, group="monitoring", why_later="the scheduled check will")
+    task_enqueue(
+        WARM_DRIFT_REPORTS,
+        model_id=model_id,
+        cluster=settings.MONITORING_CLUSTER,
+        group="monitoring",
+        why_later="the scheduled check will",
+    )
 
 
 def next_version_number(model_id: int) -> str:

@@ -4,7 +4,6 @@ the broker never accepted. Runs when a worker starts and on a schedule."""
 from __future__ import annotations
 
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,9 +18,12 @@ from models_mgmt.services.training_jobs import training_job_enqueue, training_jo
 
 
 def _worker_alive(worker: str) -> bool | None:
-    """True/False for a worker on this host; None when it ran elsewhere (only the heartbeat tells)."""
+    """True/False for a worker on this host (WORKER_HOST); None when it ran on another host, whose
+    pids mean nothing here: only its heartbeat tells. The broker keeps no task a dead host had
+    taken (Redis pops it; the ORM broker's `retry` comes hours later), so this lease is what hands
+    a lost host's job to the hosts left."""
     host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != settings.WORKER_HOST or not pid.isdigit():
         return None
     try:
         os.kill(int(pid), 0)
@@ -40,8 +42,9 @@ def training_jobs_reap() -> list[tuple[int, str]]:
     """Find running/stopping jobs whose worker is gone; resume them, stop them, or fail them.
 
     A worker is gone when its process no longer exists on this host, or when its heartbeat is
-    older than TRAINING_HEARTBEAT_TIMEOUT_S. Queued jobs that the broker never accepted (it was
-    down when they were started) are handed over again. Returns (job id, what was done) pairs.
+    older than TRAINING_HEARTBEAT_TIMEOUT_S (the only test for another host's worker). Queued jobs
+    that the broker never accepted (it was down when they were started) are handed over again.
+    Returns (job id, what was done) pairs.
     """
     stale_before = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_S)
     done: list[tuple[int, str]] = []

@@ -1,0 +1,178 @@
+"""Several worker hosts: the reaper trusts pids only on its own WORKER_HOST and judges another
+host's job by its heartbeat lease; work is routed to django-q2 clusters by name; the product's
+schedules follow MONITORING_CLUSTER after every migrate. (tests/faults/test_worker_hosts.py runs
+real hosts over Redis.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+from django_q.signing import SignedPackage
+
+from models_mgmt.choices import JobStatus, Role
+from models_mgmt.models import TrainingJob
+from models_mgmt.services.datasets import _enqueue_resolution
+from models_mgmt.services.queue import RUN_TRAINING, task_enqueue
+from models_mgmt.services.training_jobs import training_job_claim, training_job_enqueue
+from models_mgmt.services.versions import _enqueue_drift_warmup
+from models_mgmt.training.reaper import training_jobs_reap
+from tests.factories import AIModelFactory, TrainingJobFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def on_host_a(db, settings):
+    settings.WORKER_HOST = "host-a"
+    settings.TRAINING_HEARTBEAT_TIMEOUT_S = 60
+    settings.TRAINING_MAX_ATTEMPTS = 3
+
+
+def running(worker: str, heartbeat_age_s: float = 0) -> TrainingJob:
+    model = AIModelFactory()
+    return TrainingJobFactory(
+        model=model,
+        dataset=model.default_dataset,
+        status=JobStatus.RUNNING,
+        attempts=1,
+        worker=worker,
+        heartbeat_at=timezone.now() - timedelta(seconds=heartbeat_age_s),
+    )
+
+
+def test_another_hosts_job_is_left_alone_while_its_heartbeat_is_fresh_and_requeued_once_stale(on_host_a):
+    # Pids of host-b mean nothing on host-a: neither a live one here nor a dead one decides.
+    live_pid_elsewhere = running(f"host-b:{os.getpid()}")
+    dead_pid_elsewhere = running(f"host-b:{dead_pid()}")
+    assert training_jobs_reap() == []
+
+    TrainingJob.objects.filter(pk=live_pid_elsewhere.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
+    assert training_jobs_reap() == [(live_pid_elsewhere.pk, "requeued")]
+    job = TrainingJob.objects.get(pk=live_pid_elsewhere.pk)
+    assert (job.status, job.worker, job.attempts) == (JobStatus.QUEUED, "", 1)  # the next claim counts attempt 2
+    assert "host-b" in job.error
+    assert training_jobs_reap() == []  # requeued once: a queued job is no longer the reaper's
+    assert TrainingJob.objects.get(pk=dead_pid_elsewhere.pk).status == JobStatus.RUNNING
+
+
+def test_the_reaper_checks_pids_only_for_its_own_host(on_host_a):
+    mine_dead = running(f"host-a:{dead_pid()}")
+    mine_alive = running(f"host-a:{os.getpid()}")
+    # The machine's own name is not WORKER_HOST here: its dead pid is another host's business.
+    machine_name_dead = running(f"{os.uname().nodename}:{dead_pid()}")
+    assert training_jobs_reap() == [(mine_dead.pk, "requeued")]  # at once, without waiting for the lease
+    assert TrainingJob.objects.get(pk=mine_alive.pk).status == JobStatus.RUNNING
+    assert TrainingJob.objects.get(pk=machine_name_dead.pk).status == JobStatus.RUNNING
+
+
+def test_a_claim_names_the_worker_by_worker_host(on_host_a):
+    model = AIModelFactory()
+    job = TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.QUEUED)
+    claimed = training_job_claim(job_id=job.pk)
+    assert claimed is not None and claimed.worker == f"host-a:{os.getpid()}"
+
+
+def queued_tasks() -> list[tuple[str, str, str | None]]:
+    """(queue, function, cluster in the package) of every task in the ORM broker's queues."""
+    tasks = []
+    for row in OrmQ.objects.order_by("id"):
+        task = SignedPackage.loads(row.payload)
+        tasks.append((row.key, task["func"], task.get("cluster")))
+    return tasks
+
+
+def test_task_enqueue_routes_each_kind_of_work_to_its_cluster(on_host_a, settings, django_capture_on_commit_callbacks):
+    settings.TRAINING_CLUSTER, settings.MONITORING_CLUSTER = "gpu", "mon"
+    with pytest.raises(TypeError):
+        task_enqueue(RUN_TRAINING, 1, why_later="-")  # type: ignore[call-arg]  # every caller names its cluster
+    model = AIModelFactory()
+    queued = TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.QUEUED)
+    assert training_job_enqueue(queued.pk)
+    lost = running(f"host-a:{dead_pid()}")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert training_jobs_reap() == [(lost.pk, "requeued")]  # the reaper's requeue goes where starts go
+    _enqueue_drift_warmup(model.pk)
+    _enqueue_resolution(model.default_dataset.pk)
+    assert queued_tasks() == [
+        ("gpu", RUN_TRAINING, "gpu"),
+        ("gpu", RUN_TRAINING, "gpu"),
+        ("mon", "models_mgmt.tasks.drift_reports_warm", "mon"),
+        ("mon", "models_mgmt.tasks.predictions_resolve", "mon"),
+        ("mon", "models_mgmt.tasks.drift_reports_warm", "mon"),
+    ]
+
+
+def test_the_product_schedules_follow_monitoring_cluster_after_every_migrate(db, settings):
+    # A transactional test's flush may have removed the migrations' rows: the product's own, and one of a person's.
+    reaper, _ = Schedule.objects.update_or_create(
+        name="techanal: reap training jobs",
+        defaults={"func": "models_mgmt.tasks.training_jobs_reap", "schedule_type": "I", "minutes": 1},
+    )
+    checks, _ = Schedule.objects.update_or_create(
+        name="techanal: monitoring checks",
+        defaults={"func": "models_mgmt.tasks.monitoring_checks_run", "schedule_type": "I", "minutes": 60},
+    )
+    someone_elses = Schedule.objects.create(name="backup", func="math.floor", schedule_type="D", cluster="ops")
+
+    settings.MONITORING_CLUSTER = "mon"
+    call_command("migrate", verbosity=0)
+    assert {s.name: s.cluster for s in Schedule.objects.filter(pk__in=[reaper.pk, checks.pk, someone_elses.pk])} == {
+        reaper.name: "mon",
+        checks.name: "mon",
+        "backup": "ops",
+    }
+    settings.MONITORING_CLUSTER = settings.Q_CLUSTER["name"]  # back to one cluster: no cluster, as created
+    call_command("migrate", verbosity=0)
+    assert set(Schedule.objects.filter(pk__in=[reaper.pk, checks.pk]).values_list("cluster", flat=True)) == {None}
+    assert Schedule.objects.get(pk=someone_elses.pk).cluster == "ops"
+
+
+def test_health_reports_the_training_queue_and_the_cluster_names(db, api, settings):
+    settings.TRAINING_CLUSTER, settings.MONITORING_CLUSTER = "gpu", "mon"
+    model = AIModelFactory()
+    job = TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.QUEUED)
+    training_job_enqueue(job.pk)
+    broker = api(UserFactory(role=Role.VIEWER)).get("/api/health/").data["components"]["broker"]
+    assert (broker["queued"], broker["trainingQueued"]) == (0, 1)  # the default cluster's queue is another
+    assert (broker["trainingCluster"], broker["monitoringCluster"]) == ("gpu", "mon")
+
+
+def settings_in_a_process(**env: str) -> subprocess.CompletedProcess[str]:
+    """django-q2's Conf as a qcluster process with this environment reads it."""
+    ours = ("Q_CLUSTER_NAME", "TRAINING_CLUSTER", "MONITORING_CLUSTER")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
+    code = (
+        "import django, json; django.setup(); from django_q.conf import Conf;"
+        "print(json.dumps([Conf.CLUSTER_NAME, Conf.PREFIX]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "tests.settings", "ENV_FILE": "/nonexistent/.env", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_q_cluster_name_selects_a_known_cluster_and_refuses_an_unknown_one():
+    served = settings_in_a_process(Q_CLUSTER_NAME="gpu", TRAINING_CLUSTER="gpu")
+    assert served.returncode == 0, served.stderr  # django-q2 1.11.1 needs ALT_CLUSTERS for this
+    assert json.loads(served.stdout) == ["gpu", "techanal"]  # its own queue; the same signing salt as the site
+    typo = settings_in_a_process(Q_CLUSTER_NAME="gpus", TRAINING_CLUSTER="gpu")
+    assert typo.returncode != 0 and "Q_CLUSTER_NAME='gpus'" in typo.stderr
