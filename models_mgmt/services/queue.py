@@ -11,6 +11,11 @@ Routing is django-q2's own: a cluster name is a queue (`django_q:<name>:q` in Re
 with the ORM broker), and a qcluster process serves the one its Q_CLUSTER_NAME names. Every
 enqueue names its cluster: training work goes to TRAINING_CLUSTER, monitoring work to
 MONITORING_CLUSTER (both default to the one cluster, Q_CLUSTER["name"]).
+
+What a broker still holds differs: the ORM broker keeps a task's row until it is done (a row a dead
+host had taken is handed out again after `retry`), while Redis pops a task when a cluster's pusher
+takes it, ahead of its workers, so a host killed outright loses the tasks it had pulled;
+`training_jobs_waiting` lets the reaper tell which queued jobs' tasks are still in Redis.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ import django_q.tasks
 from django.conf import settings
 from django.db import transaction
 from django_q.brokers import Broker, get_broker
+from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
 from django_q.models import Schedule
+from django_q.signing import BadSignature, SignedPackage
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 # Entry points in models_mgmt/tasks.py, named by dotted path (the queue stores these names).
@@ -57,6 +65,33 @@ def task_enqueue(task: str, *args: Any, cluster: str, why_later: str, **kwargs: 
     except Exception:
         logger.exception("could not enqueue %s%s on %s; %s", task, args or "", cluster, why_later)
         return None
+
+
+def training_jobs_waiting(cluster: str) -> set[int] | None:
+    """The ids of the training jobs whose task waits in `cluster`'s Redis queue (not those a host
+    has pulled). None with any other broker (the ORM broker keeps a taken task's row, so nothing is
+    lost) and when Redis does not answer: the reaper then re-sends nothing.
+
+    Decoded with django-q2's own signing, as its pusher does; a package that does not decode
+    (another SECRET_KEY) would not run on any host either, so it counts as absent.
+    """
+    broker = _broker(cluster)
+    if not isinstance(broker, Redis):
+        return None
+    try:
+        packages = broker.connection.lrange(broker.list_key, 0, -1)
+    except RedisError:
+        logger.exception("could not read %s's queue; the reaper looks again at its next pass", cluster)
+        return None
+    waiting: set[int] = set()
+    for package in packages:
+        try:
+            task = SignedPackage.loads(package)
+        except BadSignature:
+            continue
+        if task.get("func") == RUN_TRAINING and task.get("args"):
+            waiting.add(int(task["args"][0]))  # training_job_enqueue: training_job_run(job_id)
+    return waiting
 
 
 def schedules_follow_monitoring_cluster(using: str = "default") -> int:

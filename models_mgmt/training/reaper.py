@@ -1,10 +1,10 @@
-"""The reaper: finds jobs whose worker is gone and resumes, stops or fails them; hands over jobs
-the broker never accepted. Runs when a worker starts and on a schedule."""
+"""The reaper: finds jobs whose worker is gone and resumes, stops or fails them; hands over queued
+jobs the broker never accepted or whose task a lost host took. Runs when a worker starts and on a schedule."""
 
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from models_mgmt.choices import JobStatus, StudyRole
 from models_mgmt.models import TrainingJob
+from models_mgmt.services.queue import training_jobs_waiting
 from models_mgmt.services.studies import studies_advance_live
 from models_mgmt.services.training_jobs import training_job_enqueue, training_job_finish, training_job_requeue
 
@@ -38,12 +39,47 @@ def _worker_alive(worker: str) -> bool | None:
     return state != "Z"
 
 
+def _lost_tasks_resend(stale_before: datetime) -> list[tuple[int, str]]:
+    """Re-send queued jobs handed to the broker over a lease ago whose task is no longer in the
+    training cluster's Redis queue: a host killed outright took them with it (django-q2's pusher
+    pulls tasks ahead of its workers, up to TRAINING_WORKERS² + 1). A task in a live host's local
+    queue looks missing too; it gets one duplicate per lease at most (enqueued_at is renewed).
+
+    A duplicate delivery is harmless: training_job_claim refuses a job that is no longer queued, and
+    the worker returns 'skipped' without writing to the job; the first copy to arrive runs it.
+    """
+    waited = dict(
+        TrainingJob.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=stale_before).values_list(
+            "pk", "enqueued_at"
+        )
+    )
+    if not waited:
+        return []
+    waiting = training_jobs_waiting(settings.TRAINING_CLUSTER)  # read after the jobs: a task popped since is a claim
+    if waiting is None:
+        return []  # the ORM broker keeps a taken task's row and hands it out again after `retry`
+    done: list[tuple[int, str]] = []
+    for job_id, enqueued_at in waited.items():
+        if job_id in waiting:
+            continue  # still in the queue: it waits its turn
+        # Only one reaper re-sends it (each worker start reaps, besides the schedule); a claim since wins.
+        mine = TrainingJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, enqueued_at=enqueued_at)
+        if not mine.update(enqueued_at=timezone.now()):
+            continue
+        if training_job_enqueue(job_id):
+            done.append((job_id, "re-sent"))
+        else:  # the broker is down: the never-enqueued pass hands it over once it answers
+            TrainingJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(enqueued_at=None)
+    return done
+
+
 def training_jobs_reap() -> list[tuple[int, str]]:
     """Find running/stopping jobs whose worker is gone; resume them, stop them, or fail them.
 
     A worker is gone when its process no longer exists on this host, or when its heartbeat is
     older than TRAINING_HEARTBEAT_TIMEOUT_S (the only test for another host's worker). Queued jobs
-    that the broker never accepted (it was down when they were started) are handed over again.
+    that the broker never accepted (it was down when they were started), or whose task left Redis
+    over a lease ago without a claim (a killed host had pulled it), are handed over again.
     Returns (job id, what was done) pairs.
     """
     stale_before = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_S)
@@ -54,6 +90,7 @@ def training_jobs_reap() -> list[tuple[int, str]]:
     for job_id in list(never_enqueued):
         if training_job_enqueue(job_id):
             done.append((job_id, "enqueued"))
+    done += _lost_tasks_resend(stale_before)
     candidates = TrainingJob.objects.filter(status__in=(JobStatus.RUNNING, JobStatus.STOPPING)).values_list(
         "pk", "worker", "heartbeat_at"
     )

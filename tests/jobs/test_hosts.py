@@ -1,7 +1,8 @@
 """Several worker hosts: the reaper trusts pids only on its own WORKER_HOST and judges another
 host's job by its heartbeat lease; work is routed to django-q2 clusters by name; the product's
-schedules follow MONITORING_CLUSTER after every migrate. (tests/faults/test_worker_hosts.py runs
-real hosts over Redis.)"""
+schedules follow MONITORING_CLUSTER after every migrate; a queued job whose task a lost host had
+pulled from Redis is sent again after the lease (Redis database 15, no other test uses it).
+(tests/faults/test_worker_hosts.py runs real hosts over Redis.)"""
 
 from __future__ import annotations
 
@@ -13,21 +14,27 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from django.core.management import call_command
+from django.forms.models import model_to_dict
 from django.utils import timezone
+from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
 from models_mgmt.choices import JobStatus, Role
-from models_mgmt.models import TrainingJob
+from models_mgmt.models import ProgressEvent, TrainingJob
+from models_mgmt.services import queue
 from models_mgmt.services.datasets import _enqueue_resolution
-from models_mgmt.services.queue import RUN_TRAINING, task_enqueue
+from models_mgmt.services.queue import RUN_TRAINING, task_enqueue, training_jobs_waiting
 from models_mgmt.services.training_jobs import training_job_claim, training_job_enqueue
 from models_mgmt.services.versions import _enqueue_drift_warmup
 from models_mgmt.training.reaper import training_jobs_reap
+from models_mgmt.training.worker import training_job_execute
 from tests.factories import AIModelFactory, TrainingJobFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/15"  # no other test uses this database
 
 
 def dead_pid() -> int:
@@ -176,3 +183,66 @@ def test_q_cluster_name_selects_a_known_cluster_and_refuses_an_unknown_one():
     assert json.loads(served.stdout) == ["gpu", "techanal"]  # its own queue; the same signing salt as the site
     typo = settings_in_a_process(Q_CLUSTER_NAME="gpus", TRAINING_CLUSTER="gpu")
     assert typo.returncode != 0 and "Q_CLUSTER_NAME='gpus'" in typo.stderr
+
+
+@pytest.fixture
+def redis_broker(on_host_a, monkeypatch):
+    """An empty Redis database as this process's django-q2 broker (tests/settings.py uses the ORM one)."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:  # CI starts Redis (.ci/run): its absence is a failure
+        pytest.fail(f"Redis at 127.0.0.1:6379 is needed for the broker-queue tests: {exc}")
+    # django-q2 reads its broker from settings once, at import.
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", REDIS_URL)
+    monkeypatch.setattr(queue, "_brokers", {})
+    yield client
+    client.flushdb()
+
+
+def queued_and_sent(enqueued_age_s: float = 0) -> TrainingJob:
+    model = AIModelFactory()
+    job = TrainingJobFactory(model=model, dataset=model.default_dataset, status=JobStatus.QUEUED)
+    assert training_job_enqueue(job.pk)
+    TrainingJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(seconds=enqueued_age_s))
+    return TrainingJob.objects.get(pk=job.pk)
+
+
+def test_a_queued_job_whose_task_a_lost_host_took_is_sent_again_once_the_lease_has_passed(redis_broker, settings):
+    settings.TRAINING_CLUSTER = "gpu"
+    queue_key = "django_q:gpu:q"
+    pulled = queued_and_sent(enqueued_age_s=61)
+    pulled_just_now = queued_and_sent(enqueued_age_s=30)
+    waits_its_turn = queued_and_sent(enqueued_age_s=61)
+    assert training_jobs_waiting("gpu") == {waits_its_turn.pk, pulled.pk, pulled_just_now.pk}
+    # A host's pusher pops tasks from the head ahead of its workers; killed, it takes them with it.
+    assert len(redis_broker.lpop(queue_key, 2)) == 2
+    assert training_jobs_waiting("gpu") == {waits_its_turn.pk}
+    redis_broker.rpush(queue_key, b"signed with another key")  # no host could run it either: skipped
+
+    assert training_jobs_reap() == [(pulled.pk, "re-sent")]
+    resent = TrainingJob.objects.get(pk=pulled.pk)
+    assert resent.status == JobStatus.QUEUED and resent.enqueued_at > pulled.enqueued_at  # the lease starts again
+    assert training_jobs_waiting("gpu") == {waits_its_turn.pk, pulled.pk}
+    assert training_jobs_reap() == []  # once: its task is back in the queue
+    for job in (waits_its_turn, pulled_just_now):
+        assert TrainingJob.objects.get(pk=job.pk).enqueued_at == job.enqueued_at
+
+    # Should the lost host's copy have run after all, the second delivery writes nothing.
+    assert training_job_claim(job_id=pulled.pk) is not None
+    before = model_to_dict(TrainingJob.objects.get(pk=pulled.pk)), ProgressEvent.objects.filter(job=pulled).count()
+    assert training_job_execute(job_id=pulled.pk).status == "skipped"
+    assert (
+        model_to_dict(TrainingJob.objects.get(pk=pulled.pk)),
+        ProgressEvent.objects.filter(job=pulled).count(),
+    ) == before
+
+
+def test_the_orm_broker_keeps_taken_tasks_so_a_long_queued_job_is_left_alone(on_host_a, settings):
+    job = queued_and_sent(enqueued_age_s=3600)
+    # Taken by a host that died: the row stays, locked, and is handed out again after `retry` by itself.
+    assert OrmQ.objects.update(lock=timezone.now() + timedelta(seconds=Conf.RETRY)) == 1
+    assert training_jobs_waiting(settings.TRAINING_CLUSTER) is None
+    assert training_jobs_reap() == []
+    assert TrainingJob.objects.get(pk=job.pk).enqueued_at == job.enqueued_at
