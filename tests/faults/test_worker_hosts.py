@@ -164,22 +164,30 @@ def test_two_hosts_drain_a_hundred_jobs_each_run_exactly_once(hosts):
 
 
 def test_a_killed_hosts_job_is_handed_over_by_the_lease_and_resumed_from_its_checkpoint(hosts):
+    """With its queued job too: django-q2's pusher had pulled that one's task from Redis ahead of its
+    busy worker, and the reaper sends it again once the lease has passed."""
     trainer, model = trainer_with_model("hosts-kill")
+    other_trainer, other_model = trainer_with_model("hosts-kill-queued")
     lease = {"TRAINING_HEARTBEAT_TIMEOUT_S": "20"}
-    both = {"host-a": hosts("host-a", **lease), "host-b": hosts("host-b", **lease)}
-    log = outputs(*both.values())
+    lost, survivor = "host-a", "host-b"
+    both = {lost: hosts(lost, **lease)}  # alone at first, so that it is the host that pulls the second task
     job_id = start_job(trainer, model, {**LONG, "epochs": 5})
-    job = wait_for(running_with_epochs(job_id, 2), 180, "the job to run two epochs", log)
-    lost = host_of(job)
-    survivor = next(name for name in both if name != lost)
+    job = wait_for(running_with_epochs(job_id, 2), 180, "the job to run two epochs", outputs(*both.values()))
+    assert host_of(job) == lost
+    queued_id = start_job(other_trainer, other_model, TINY)
+    sent_at = TrainingJob.objects.get(pk=queued_id).enqueued_at
+    wait_for(lambda: RUN_TRAINING not in waiting(), 60, f"{lost}'s pusher to pull the second task", outputs(both[lost]))
 
     both[lost].kill(both[lost].processes[0])  # the whole host at once: sentinel, pusher, monitor, worker
     killed_at = timezone.now()
+    both[survivor] = hosts(survivor, **lease)  # its workers start with the lease still running
+    log = outputs(*both.values())
     last_heartbeat = TrainingJob.objects.get(pk=job_id).heartbeat_at  # nobody writes it again until the handover
     before = {e.epoch: (e.train_loss, e.duration_s) for e in TrainingJob.objects.get(pk=job_id).epochs.all()}
-    # Redis popped the task when the lost host took it: nothing in the broker brings the job back.
+    # Redis popped both tasks when the lost host took them: nothing in the broker brings the jobs back.
     assert RUN_TRAINING not in waiting()
     assert TrainingJob.objects.get(pk=job_id).status == JobStatus.RUNNING
+    assert TrainingJob.objects.get(pk=queued_id).status == JobStatus.QUEUED
     # The survivor's reaper (the minute schedule) is due once the lease has passed; its scheduler looks every 30 s.
     Schedule.objects.filter(name=REAPER).update(next_run=killed_at + timedelta(seconds=21))
 
@@ -195,6 +203,15 @@ def test_a_killed_hosts_job_is_handed_over_by_the_lease_and_resumed_from_its_che
     assert list(ModelVersion.objects.filter(model=model).values_list("version", flat=True)) == ["v1.0.0"]
     assert status_events(job_id) == ["queued", "running", "queued", "running", "succeeded"]
     assert_job_seqs_gap_free(job_id)
+
+    queued = wait_for(job_finished(queued_id), 120, f"{survivor} to run the queued job", log)
+    assert queued.status == JobStatus.SUCCEEDED, (queued.error, log())
+    assert (queued.attempts, host_of(queued)) == (1, survivor)  # never started on the lost host
+    assert (queued.enqueued_at - sent_at).total_seconds() >= 20  # sent again, not before the lease ran out
+    assert status_events(queued_id) == ["queued", "running", "succeeded"]
+    runs = Task.objects.filter(func=RUN_TRAINING, name__startswith=f"training-job-{queued_id}-")
+    wait_for(runs.exists, 60, "the queued job's task result", log)  # saved by the cluster after the job ends
+    assert runs.count() == 1  # one delivery ran it
 
 
 def drain(host: LiveProcesses) -> None:
