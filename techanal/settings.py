@@ -45,6 +45,12 @@ DEFAULT_BATCH_SIZE = env.int("DEFAULT_BATCH_SIZE", default=64)
 DEFAULT_VALIDATION_SPLIT = env.float("DEFAULT_VALIDATION_SPLIT", default=0.2)
 DEFAULT_EARLY_STOPPING_PATIENCE = env.int("DEFAULT_EARLY_STOPPING_PATIENCE", default=10)
 DEFAULT_DATASET = env.str("DEFAULT_DATASET", default="sp500")
+# The `device` of a multitask-mlp FineTuningConfig that names none (auto: the claiming worker's GPU
+# when it has one, else its CPU). Tests set "cpu", so a GPU host runs the suite as CI does.
+DEFAULT_TRAINING_DEVICE = env.str("DEFAULT_TRAINING_DEVICE", default="auto")
+if DEFAULT_TRAINING_DEVICE not in ("auto", "cpu", "cuda"):  # engine/distributed.py's DEVICES
+    # Every start that names no device would be refused with a message about a field it never sent.
+    raise ImproperlyConfigured(f"DEFAULT_TRAINING_DEVICE={DEFAULT_TRAINING_DEVICE!r} must be auto, cpu or cuda.")
 ARTIFACTS_DIR = Path(env.str("ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
 CSV_UPLOAD_MAX_BYTES = env.int("CSV_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
 # llm-lora delivery and serving (docs/llm.md): empty = no Ollama server, adapters are downloaded instead.

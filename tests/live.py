@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from django.db import connection
@@ -134,3 +134,30 @@ def job_finished(job_id: int) -> Callable[[], object]:
         return job if job.status in TERMINAL_JOB_STATUSES else None
 
     return check
+
+
+def processes_naming(path: str | Path, *also: bytes, exclude: Collection[int] = ()) -> list[int]:
+    """The pids of every process on this machine, but this one and `exclude`, whose command line
+    names `path` (and each of `also`): what a run launched on a work dir (torchrun, its ranks) left."""
+    needles = [str(path).encode(), *also]
+    skip = {os.getpid(), *exclude}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in skip:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # it ended while we looked
+            continue
+        if all(needle in cmdline for needle in needles):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(path: str | Path, *also: bytes, exclude: Collection[int] = (), timeout: float = 60) -> list[int]:
+    """Poll `processes_naming` until none is left (a process may take a moment to be reaped after its
+    launcher returned); the ones still there after `timeout` seconds, so a test asserts `== []`."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_naming(path, *also, exclude=exclude)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

@@ -12,6 +12,8 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghij
 from techanal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The CPU, as on CI, even on a machine with a GPU (tests that want a GPU name the device).
+DEFAULT_TRAINING_DEVICE = "cpu"
 if not os.environ.get("OPTUNA_JOURNAL_PATH"):  # a live cluster's workers share the test's journal (tests/jobs)
     OPTUNA_JOURNAL_PATH = VAR_DIR / f"test-optuna-{os.getpid()}.log"  # noqa: F405
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", VAR_DIR / "test-artifacts"))  # noqa: F405

@@ -42,7 +42,7 @@ from models_mgmt.selectors import (
     study_cost,
     version_lineage_cost,
 )
-from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS
+from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS, study_config_refusals
 from models_mgmt.services.training_config import (
     BOUNDS,
     EVALUATIONS,
@@ -441,9 +441,10 @@ class FineTuningConfigSerializer(StrictSerializer):
     device = serializers.ChoiceField(
         choices=DEVICES,
         required=False,
-        error_messages={"invalid_choice": choice_message(DEVICES)},
-        help_text="auto (default): CUDA when the claiming worker has a GPU, else the CPU; cpu; cuda "
-        "(a worker without a GPU fails the job with errorCode device_unavailable). llm-lora: auto only",
+        error_messages={"invalid_choice": choice_message(DEVICES), "null": choice_message(DEVICES)},
+        help_text="auto: CUDA when the claiming worker has a GPU, else the CPU; cpu; cuda (a worker without a "
+        "GPU fails the job with errorCode device_unavailable); default: the server's DEFAULT_TRAINING_DEVICE "
+        "(auto unless set). llm-lora: auto only. Not for a study's config (its trials train on the CPU)",
     )
     distributed = DistributedField(
         required=False,
@@ -864,8 +865,9 @@ class StudyStartSerializer(StrictSerializer):
             if space_errors:
                 errors["space"] = space_errors
         config = FineTuningConfigSerializer(data=attrs.get("config") or {}, context={"model": model})
-        if not config.is_valid():
-            errors["config"] = config.errors
+        refused = study_config_refusals(attrs.get("config") or {})
+        if not config.is_valid() or refused:
+            errors["config"] = {**config.errors, **refused}
         if errors:
             raise serializers.ValidationError(errors)
         attrs["resolved"] = config.validated_data["resolved"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -44,6 +45,24 @@ logger = logging.getLogger(__name__)
 MAX_STUDY_TRIALS = 500
 MAX_STUDY_PARALLELISM = 8  # trials live at once; each takes one worker process
 TERMINAL_TRIAL_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+# A study's config fields that it cannot honour: its trials train in the claiming worker's own
+# process on its CPU (training/search.py scores their walk-forward folds there, never through
+# torchrun), so a device or a torchrun group would be silently ignored for every trial.
+STUDY_CONFIG_REFUSED = {
+    "device": "a study's trials train in the claiming worker's own process on its CPU, and its final run "
+    "where the server's DEFAULT_TRAINING_DEVICE says; leave device out",
+    "distributed": "a study's trials train in the claiming worker's own process, never in a torchrun "
+    "group; leave distributed out",
+}
+
+
+def study_config_refusals(fields: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The problems of a study's partial FineTuningConfig beyond those of any config (by wire key);
+    the API and `manage.py tune` refuse them in these words. `distributed: null` is what trials do."""
+    given = {key for key, value in fields.items() if value is not None or key == "device"}
+    return {key: [message] for key, message in STUDY_CONFIG_REFUSED.items() if key in given}
 
 
 def _require_training_enabled() -> None:

@@ -163,7 +163,7 @@ def training_config_resolve(*, model: AIModel, fields: Mapping[str, Any]) -> Res
         errors["evaluation"] = [f"walk_forward is offered for the {FAMILIES['multitask-mlp'].name} family only"]
     family_defaults = family.config_defaults
     batch_size = fields.get("batchSize", family_defaults.get("batchSize", settings.DEFAULT_BATCH_SIZE))
-    device = fields.get("device", "auto")
+    device = fields.get("device", "auto" if family is LLM_LORA else settings.DEFAULT_TRAINING_DEVICE)
     if device not in DEVICES:
         errors["device"] = [choice_message(DEVICES)]
     elif device != "auto" and family is LLM_LORA:

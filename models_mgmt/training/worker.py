@@ -24,6 +24,7 @@ from models_mgmt.artifacts import code_revision, job_work_dir
 from models_mgmt.choices import ActivationPolicy, JobStatus, StudyRole, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
+from models_mgmt.engine.ddp_main import DDP_DIR
 from models_mgmt.engine.distributed import (
     DeviceUnavailable,
     DistributedError,
@@ -284,5 +285,8 @@ def _run_claimed(job: TrainingJob, progress: JobProgress) -> Outcome:
         return Outcome(JobStatus.FAILED)
     if version is None:
         return Outcome("abandoned")
-    shutil.rmtree(job_work_dir(job) / "artifact", ignore_errors=True)
+    # The version holds the artifact; a torchrun group's folder (copies of the bars and inputs, rank
+    # 0's events, torchrun's log) served only this run. The checkpoint stays, as in-process.
+    for used in ("artifact", DDP_DIR):
+        shutil.rmtree(job_work_dir(job) / used, ignore_errors=True)
     return Outcome(JobStatus.SUCCEEDED, version.version)

@@ -51,6 +51,7 @@ BAD = [
     ({"device": "gpu"}, "device", "choose one of: auto, cpu, cuda"),
     ({"device": "CUDA"}, "device", "choose one of"),
     ({"device": True}, "device", "choose one of"),
+    ({"device": None}, "device", "choose one of: auto, cpu, cuda"),  # not DRF's "may not be null"
     ({"distributed": "two"}, "distributed", "must be null or an object"),
     ({"distributed": [2]}, "distributed", "must be null or an object"),
     ({"distributed": 2}, "distributed", "must be null or an object"),
@@ -117,7 +118,7 @@ def test_every_problem_of_the_group_is_named_at_once(api, trainer):
 @pytest.mark.parametrize(
     ("body", "stored"),
     [
-        ({}, {"device": "auto", "distributed": None}),
+        ({}, {"device": "cpu", "distributed": None}),  # tests/settings.py's DEFAULT_TRAINING_DEVICE
         ({"device": "auto", "distributed": None}, {"device": "auto", "distributed": None}),
         ({"device": "cpu"}, {"device": "cpu", "distributed": None}),
         ({"device": "cuda"}, {"device": "cuda", "distributed": None}),  # the claiming worker decides
@@ -127,15 +128,15 @@ def test_every_problem_of_the_group_is_named_at_once(api, trainer):
         ),
         (
             {"distributed": {"nprocPerNode": 64}},  # world size 64 divides the default batchSize 64
-            {"device": "auto", "distributed": {"nprocPerNode": 64, "nnodes": 1, "rdzvEndpoint": None}},
+            {"device": "cpu", "distributed": {"nprocPerNode": 64, "nnodes": 1, "rdzvEndpoint": None}},
         ),
         (
             {"batchSize": 96, "distributed": {"nprocPerNode": 4, "nnodes": 3, "rdzvEndpoint": "trainer-1:29500"}},
-            {"device": "auto", "distributed": {"nprocPerNode": 4, "nnodes": 3, "rdzvEndpoint": "trainer-1:29500"}},
+            {"device": "cpu", "distributed": {"nprocPerNode": 4, "nnodes": 3, "rdzvEndpoint": "trainer-1:29500"}},
         ),
         (
             {"distributed": {"nprocPerNode": 1, "nnodes": 1, "rdzvEndpoint": "10.0.0.5:29400"}},
-            {"device": "auto", "distributed": {"nprocPerNode": 1, "nnodes": 1, "rdzvEndpoint": "10.0.0.5:29400"}},
+            {"device": "cpu", "distributed": {"nprocPerNode": 1, "nnodes": 1, "rdzvEndpoint": "10.0.0.5:29400"}},
         ),
     ],
 )
@@ -148,6 +149,14 @@ def test_an_accepted_config_is_stored_on_the_job_in_wire_form(api, trainer, body
     assert response.data["device"] == "" and job.device == ""  # no worker has claimed it yet
     started = AuditEvent.objects.get(action="job.started")
     assert started.after["config"]["distributed"] == stored["distributed"]
+
+
+@pytest.mark.parametrize("default", ["auto", "cpu", "cuda"])
+def test_a_config_naming_no_device_takes_the_default_training_device(api, trainer, settings, default):
+    settings.DEFAULT_TRAINING_DEVICE = default
+    response = start(api, trainer, {})
+    assert response.status_code == 202, response.data
+    assert TrainingJob.objects.get(pk=response.data["id"]).config["device"] == default
 
 
 def test_every_job_representation_shows_the_device(api, trainer, ai_model):
@@ -215,6 +224,13 @@ def test_llm_lora_takes_device_auto(api, owner, llm_model):
     response = start(api, owner, {"device": "auto", "distributed": None}, LLM_URL)
     assert response.status_code == 202, response.data
     assert response.data["config"]["device"] == "auto" and response.data["config"]["distributed"] is None
+
+
+def test_llm_lora_naming_no_device_takes_auto_whatever_the_default(api, owner, llm_model, settings):
+    settings.DEFAULT_TRAINING_DEVICE = "cpu"  # the multitask-mlp default; llm-lora picks its device itself
+    response = start(api, owner, {}, LLM_URL)
+    assert response.status_code == 202, response.data
+    assert response.data["config"]["device"] == "auto"
 
 
 # --- The finetune command ------------------------------------------------------------------------

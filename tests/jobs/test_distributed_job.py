@@ -15,21 +15,20 @@ import torch
 
 from models_mgmt.artifacts import job_work_dir
 from models_mgmt.choices import JobStatus
+from models_mgmt.engine.checkpoint import CHECKPOINT_NAME
+from models_mgmt.engine.ddp_main import DDP_DIR
 from models_mgmt.engine.distributed import DistributedError
+from models_mgmt.engine.metering import usable_cpus
 from models_mgmt.models import ModelVersion, ProgressEvent, TrainingEpoch, TrainingJob
 from models_mgmt.services import training_job_stop
 from models_mgmt.training import worker
 from models_mgmt.training.progress import JobProgress
 from models_mgmt.training.worker import training_job_execute
 from tests.jobs.helpers import start
-from tests.live import wait_for
+from tests.live import processes_naming, wait_until_gone
 
 QUICK = {"epochs": 2, "startDate": "2016-01-01"}
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-
-
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def failed_without_a_version(job_id: int, code: str) -> TrainingJob:
@@ -55,6 +54,7 @@ def test_an_in_process_cpu_job_records_cpu(api, sp500_model):
     assert TrainingJob.objects.get(pk=job_id).device == "cpu"
     detail = api(sp500_model.owner).get(f"/api/model-management/jobs/{job_id}").data
     assert detail["device"] == "cpu" and detail["config"]["device"] == "cpu"
+    assert os.listdir(job_work_dir(TrainingJob.objects.get(pk=job_id))) == [CHECKPOINT_NAME]  # as a group's
 
 
 @needs_no_gpu
@@ -120,26 +120,17 @@ def test_two_cpu_ranks_train_a_job_to_a_registered_version(api, sp500_model):
     progress = ProgressEvent.objects.filter(job_id=job_id, type="job.progress")
     assert any(e.payload["loss"] is not None for e in progress)
     assert job.cost.wall_seconds > 0
+    # The group's folder served this run only: gone, and the job's work dir and the version's
+    # artifact are what an in-process run leaves (test_an_in_process_cpu_job_records_cpu).
+    work_dir = job_work_dir(job)
+    assert not (work_dir / DDP_DIR).exists() and os.listdir(work_dir) == [CHECKPOINT_NAME]
+    artifact = Path(version.artifact_path)
+    assert artifact.is_dir() and not artifact.is_relative_to(work_dir) and any(artifact.iterdir())
 
 
 def ranks_alive(work_dir) -> list[int]:
-    """This job's ranks and torchrun processes still running (their command lines name its work dir)."""
-    alive = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(work_dir).encode() in cmdline and b"ddp_main" in cmdline:
-                alive.append(int(entry))
-    return alive
-
-
-def wait_until_gone(work_dir) -> list[int]:
-    """The group's processes may take a moment to be reaped after the launcher returns."""
-    wait_for(lambda: ranks_alive(work_dir) == [], 60, "the job's ranks to end", lambda: str(ranks_alive(work_dir)))
-    return ranks_alive(work_dir)
+    """This job's torchrun and ranks still running (their command lines name its work dir and ddp_main)."""
+    return processes_naming(work_dir, b"ddp_main")
 
 
 @pytest.mark.slow
@@ -165,7 +156,7 @@ def test_a_worker_shutdown_requeues_the_group_and_the_next_attempt_resumes_it_un
     job = TrainingJob.objects.get(pk=job_id)
     assert len(running) >= 3
     assert job.status == JobStatus.QUEUED and job.attempts == 0  # a shutdown is not a failed attempt
-    assert (work_dir / "checkpoint.pt").exists() and wait_until_gone(work_dir) == []
+    assert (work_dir / "checkpoint.pt").exists() and wait_until_gone(work_dir, b"ddp_main") == []
     first_run = max(TrainingEpoch.objects.filter(job_id=job_id).values_list("epoch", flat=True))
     assert 2 <= first_run < 200
 
@@ -185,7 +176,7 @@ def test_a_worker_shutdown_requeues_the_group_and_the_next_attempt_resumes_it_un
     epochs = list(TrainingEpoch.objects.filter(job_id=job_id).values_list("epoch", flat=True))
     assert epochs == list(range(1, max(epochs) + 1))  # every epoch once, none lost between the attempts
     assert not ModelVersion.objects.filter(model=sp500_model).exists()
-    assert wait_until_gone(work_dir) == []
+    assert wait_until_gone(work_dir, b"ddp_main") == []
 
 
 @pytest.mark.slow
@@ -202,4 +193,4 @@ def test_a_group_that_cannot_start_fails_the_job_with_torchruns_reason(api, sp50
     job = failed_without_a_version(job_id, "distributed_error")
     assert "torchrun" in job.error and "Rendezvous" in job.error
     assert job.device == "cpu x1 gloo"
-    assert wait_until_gone(job_work_dir(job)) == []
+    assert wait_until_gone(job_work_dir(job), b"ddp_main") == []

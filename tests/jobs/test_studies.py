@@ -209,3 +209,37 @@ def test_bad_input_is_400_and_writes_nothing(api, model, body, field):
     assert response.status_code == 400, response.data
     assert field in response.data["fields"], response.data
     assert Study.objects.count() == 0 and TrainingJob.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "refused"),
+    [
+        ({"device": "cuda"}, {"device"}),
+        ({"device": "cpu"}, {"device"}),  # even the CPU: the trials never read it
+        ({"device": None}, {"device"}),
+        ({"distributed": {"nprocPerNode": 2}}, {"distributed"}),
+        ({"device": "auto", "distributed": {"nprocPerNode": 2}}, {"device", "distributed"}),
+        ({"device": "gpu", "epochs": 0}, {"device", "epochs"}),  # beside the config's own problems
+    ],
+)
+def test_a_study_refuses_a_device_and_a_torchrun_group_with_the_reason(api, model, config, refused):
+    """Trials train in the claiming worker's own process on its CPU: what they would ignore is a 400."""
+    body = {"space": {"dropout": {"choices": [0.1]}}, "config": {**CONFIG, **config}}
+    response = start(api, model.owner, model, body)
+    assert response.status_code == 400, response.data
+    fields = response.data["fields"]["config"]
+    assert set(fields) == refused, fields
+    if "device" in refused:
+        assert "trials train in the claiming worker's own process on its CPU" in fields["device"][0]
+    if "distributed" in refused:
+        assert "never in a torchrun group" in fields["distributed"][0]
+    assert Study.objects.count() == 0 and TrainingJob.objects.count() == 0
+
+
+def test_a_study_takes_distributed_null_and_its_jobs_the_default_device(api, model, settings):
+    settings.DEFAULT_TRAINING_DEVICE = "auto"
+    body = {"space": {"dropout": {"choices": [0.1]}}, "nTrials": 1, "config": {**CONFIG, "distributed": None}}
+    response = start(api, model.owner, model, body)
+    assert response.status_code == 202, response.data
+    study = Study.objects.get(pk=response.data["id"])
+    assert study.config["distributed"] is None and study.config["device"] == "auto"  # the final run's device

@@ -34,3 +34,10 @@ def test_tune_refuses_a_bad_space_before_starting(sp500_model):
             "tune", sp500_model.name, "--user", sp500_model.owner.username, "--space", '{"horizon": {"choices": [5]}}'
         )
     assert not Study.objects.exists()
+
+
+def test_tune_refuses_a_device_with_the_reason_before_starting(sp500_model):
+    """The API's refusal in the same words: the trials train in the worker's own process on its CPU."""
+    with pytest.raises(CommandError, match="trials train in the claiming worker's own process on its CPU"):
+        call_command("tune", sp500_model.name, "--user", sp500_model.owner.username, "--device", "cuda")
+    assert not Study.objects.exists()

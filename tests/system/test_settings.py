@@ -66,3 +66,18 @@ def test_redis_url_moves_cache_layer_and_broker_to_redis():
     assert engine == "django.db.backends.postgresql"
     assert orm is None
     assert cache.endswith("RedisCache") and layer.endswith("RedisChannelLayer")
+
+
+def test_the_default_training_device_comes_from_the_environment_and_a_bad_one_refuses_to_start():
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.DEFAULT_TRAINING_DEVICE)"
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")}
+    env.pop("DEFAULT_TRAINING_DEVICE", None)
+    env.update(DJANGO_SETTINGS_MODULE="techanal.settings", ENV_FILE="/nonexistent/.env", DEBUG="true")
+    for value, expected in ((None, "auto"), ("cuda", "cuda"), ("cpu", "cpu")):
+        run_env = env if value is None else {**env, "DEFAULT_TRAINING_DEVICE": value}
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0 and result.stdout.strip() == expected, result.stderr
+    result = settings_check(DEBUG="true", DEFAULT_TRAINING_DEVICE="gpu")
+    assert result.returncode != 0 and "DEFAULT_TRAINING_DEVICE='gpu' must be auto, cpu or cuda" in result.stderr

@@ -14,7 +14,12 @@ from models_mgmt import selectors, services
 from models_mgmt.choices import LIVE_STUDY_STATUSES, JobStatus, TrialState
 from models_mgmt.engine.search import DEFAULT_SPACE, SAMPLERS, space_check
 from models_mgmt.models import Study, TrainingJob
-from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS, study_start
+from models_mgmt.services.studies import (
+    MAX_STUDY_PARALLELISM,
+    MAX_STUDY_TRIALS,
+    study_config_refusals,
+    study_start,
+)
 from models_mgmt.services.training_config import training_config_resolve
 from models_mgmt.training.worker import training_job_execute
 
@@ -71,6 +76,9 @@ class Command(BaseCommand):
             body = {wire: options[opt] for opt, (wire, _) in OPTIONS.items() if options.get(opt) is not None}
             if options.get("hyperparameters") is not None:
                 body["hyperparameters"] = options["hyperparameters"]
+            refused = study_config_refusals(body)  # --device: the trials train on the worker's CPU
+            if refused:
+                raise services.InvalidInput("Invalid study config.", fields=refused)
             resolved = training_config_resolve(model=ai_model, fields=body)
             study = study_start(
                 actor=actor,
