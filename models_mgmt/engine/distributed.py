@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -48,6 +49,12 @@ logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_NPROC_PER_NODE = 64
+MAX_WORLD_SIZE = 64  # ranks of one job over all its hosts
+DISTRIBUTED_KEYS = ("nprocPerNode", "nnodes", "rdzvEndpoint")
+MAX_HOST_LENGTH = 253  # a DNS name's longest
+# A host name or IPv4 address (ASCII letters, digits, dots, hyphens; never a leading '-', which torchrun
+# would read as an option), or a bracketed IPv6 address.
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]")
 
 
 class DeviceUnavailable(Exception):
@@ -56,6 +63,65 @@ class DeviceUnavailable(Exception):
 
 class DistributedError(Exception):
     """The process group failed past its restarts; the text ends with torchrun's last log lines."""
+
+
+def endpoint_problem(value: Any) -> str | None:
+    """Why `value` is not a rendezvous endpoint "host:port" torchrun can take, or None."""
+    if not isinstance(value, str):
+        return "must be a string host:port"
+    host, _, port = value.rpartition(":")
+    if (
+        len(host) > MAX_HOST_LENGTH
+        or not _HOST.fullmatch(host)
+        or not (port.isascii() and port.isdigit())  # "²" and "٣" are digits to str.isdigit, not to int()
+        or not 0 < int(port) < 65536
+    ):
+        return (
+            "must be host:port (a host name, IPv4 or [IPv6] address and a port 1-65535), the rendezvous the "
+            "claiming worker hosts"
+        )
+    return None
+
+
+def _count_problem(value: Any, high: int | None) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be an integer"
+    if value < 1 or (high is not None and value > high):
+        return "must be at least 1" + (f" and at most {high}" if high is not None else "")
+    return None
+
+
+def group_problems(nproc_per_node: Any, nnodes: Any = 1, rdzv_endpoint: Any = None) -> dict[str, str]:
+    """What is wrong with a torchrun group's settings, per wire key (empty when nothing is).
+
+    The one check of a group's shape: the service that resolves a job's config maps these to its
+    400s, and DistributedSettings refuses the same. Whether a machine has the CPUs or GPUs for it is
+    `resolve_device`'s decision, on that machine."""
+    problems: dict[str, str] = {}
+    if nproc_per_node is None:
+        problems["nprocPerNode"] = "required: the ranks (processes) on each host"
+    elif problem := _count_problem(nproc_per_node, MAX_NPROC_PER_NODE):
+        problems["nprocPerNode"] = problem
+    if problem := _count_problem(nnodes, None):
+        problems["nnodes"] = problem
+    if rdzv_endpoint is not None:
+        if problem := endpoint_problem(rdzv_endpoint):
+            problems["rdzvEndpoint"] = problem
+    elif "nnodes" not in problems and nnodes > 1:
+        problems["rdzvEndpoint"] = "required when nnodes > 1: host:port of the rendezvous the claiming worker hosts"
+    return problems
+
+
+def world_problem(world: int, batch_size: int | None = None) -> str | None:
+    """Why a group of `world` ranks cannot train (too many ranks, or `batch_size` not shared evenly), or None."""
+    if world > MAX_WORLD_SIZE:
+        return f"world size nprocPerNode x nnodes = {world} must be at most {MAX_WORLD_SIZE}"
+    if batch_size is not None and batch_size % world:
+        return (
+            f"world size nprocPerNode x nnodes = {world} must divide batchSize ({batch_size}): every rank "
+            "takes an equal share of each batch, so the global batch is the same as in one process"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,16 +133,11 @@ class DistributedSettings:
     rdzv_endpoint: str | None = None  # "host:port"; required when nnodes > 1 (the claiming worker hosts it)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.nproc_per_node <= MAX_NPROC_PER_NODE:
-            raise ValueError(f"nprocPerNode must be between 1 and {MAX_NPROC_PER_NODE}")
-        if self.nnodes < 1:
-            raise ValueError("nnodes must be at least 1")
-        if self.nnodes > 1 and not self.rdzv_endpoint:
-            raise ValueError("rdzvEndpoint (host:port) is required when nnodes > 1")
-        if self.rdzv_endpoint is not None:
-            host, _, port = self.rdzv_endpoint.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("rdzvEndpoint must be host:port")
+        problems = group_problems(self.nproc_per_node, self.nnodes, self.rdzv_endpoint)
+        if problems:
+            raise ValueError("; ".join(f"{key} {problem}" for key, problem in problems.items()))
+        if problem := world_problem(self.world_size):
+            raise ValueError(problem)
 
     @property
     def world_size(self) -> int:
@@ -263,8 +324,8 @@ def run_distributed(
 
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda' (resolve_device's answer), not {device!r}")
-    if spec.batch_size % distributed.world_size:
-        raise ValueError(f"batchSize {spec.batch_size} must be a multiple of the {distributed.world_size} ranks")
+    if problem := world_problem(distributed.world_size, spec.batch_size):
+        raise ValueError(problem)
     spec.split(data)  # bad data fails here, as in-process, not as a crashed group
     work = Path(work_dir).resolve()
     ddp = work / ddp_main.DDP_DIR
@@ -279,7 +340,7 @@ def run_distributed(
         "--nproc-per-node", str(distributed.nproc_per_node),
         "--nnodes", str(distributed.nnodes),
         "--rdzv-backend", "c10d",
-        "--rdzv-endpoint", endpoint,
+        f"--rdzv-endpoint={endpoint}",  # one argument: an endpoint is never read as an option
         "--rdzv-id", f"techanal-{uuid.uuid4().hex[:12]}",
         "--max-restarts", str(max_restarts),
     ]  # fmt: skip

@@ -45,11 +45,26 @@ def test_settings_round_trip_the_wire_and_count_the_world():
         ({"nprocPerNode": 1, "nnodes": 2}, "rdzvEndpoint"),
         ({"nprocPerNode": 1, "nnodes": 2, "rdzvEndpoint": "nohost"}, "host:port"),
         ({"nprocPerNode": 1, "nnodes": 2, "rdzvEndpoint": "h:99999"}, "host:port"),
+        ({"nprocPerNode": 1, "nnodes": 2, "rdzvEndpoint": "h:²"}, "host:port"),
+        ({"nprocPerNode": 32, "nnodes": 4, "rdzvEndpoint": "h:1"}, "at most 64"),
     ],
 )
 def test_settings_refuse_what_no_machine_can_run(wire, message):
     with pytest.raises(ValueError, match=message):
         DistributedSettings.from_wire(wire)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["h:²", "h:٣", "-h:29500", "h :1", "a\nb:1", "h:", ":1", "h:0", "h:65536", "[::1:1", "x" * 254 + ":1", 1],
+)
+def test_an_endpoint_torchrun_cannot_take_is_refused(endpoint):
+    assert distributed.endpoint_problem(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", ["h:1", "trainer-1.example.org:29500", "10.0.0.5:65535", "[::1]:29400"])
+def test_host_names_ipv4_and_bracketed_ipv6_endpoints_are_taken(endpoint):
+    assert distributed.endpoint_problem(endpoint) is None
 
 
 def test_auto_picks_cuda_only_when_a_gpu_is_there(monkeypatch):
@@ -355,7 +370,7 @@ def test_a_killed_launcher_leaves_no_torchrun_and_no_rank(tmp_path):
 
 
 def test_settings_a_group_cannot_run_are_refused_before_any_process_starts(small_bars, tmp_path):
-    with pytest.raises(ValueError, match="multiple of the 2 ranks"):
+    with pytest.raises(ValueError, match="= 2 must divide batchSize"):
         run_distributed(
             TrainingSpec(batch_size=33), data=small_bars, work_dir=tmp_path, distributed=DistributedSettings(2),
             device="cpu",
