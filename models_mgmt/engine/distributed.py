@@ -18,16 +18,15 @@ constants (`DEVICES`, `DistributedSettings`) and for `device_label`, and must st
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import ddp_main
+from .checkpoint import CHECKPOINT_NAME
 from .metering import usable_cpus
 from .reporting import EpochReport, ProgressReport
 from .training import PHASES, TrainingResult
@@ -51,6 +51,9 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_NPROC_PER_NODE = 64
 MAX_WORLD_SIZE = 64  # ranks of one job over all its hosts
 DISTRIBUTED_KEYS = ("nprocPerNode", "nnodes", "rdzvEndpoint")
+# After a stop, how long the launcher waits for a rank to read it before deciding that none started
+# (the group still in rendezvous): ranks write their pid file within seconds of starting.
+STOP_GRACE_S = 10.0
 MAX_HOST_LENGTH = 253  # a DNS name's longest
 # A host name or IPv4 address (ASCII letters, digits, dots, hyphens; never a leading '-', which torchrun
 # would read as an option), or a bracketed IPv6 address.
@@ -188,13 +191,6 @@ def device_label(device: str, distributed: DistributedSettings | None) -> str:
     return f"{label} ({distributed.nnodes} nodes)" if distributed.nnodes > 1 else label
 
 
-def _arm_parent_death_signal() -> None:
-    """In torchrun's process, before it runs: the kernel sends it SIGTERM if the launcher dies, and
-    torchrun's handler then stops its ranks."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: the ranks' watchdog on the launcher holds
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
-
-
 def _log_tail(path: Path, lines: int = 25) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -203,22 +199,30 @@ def _log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _alive_rank_pids(pids_dir: Path) -> list[int]:
-    """This host's ranks that are still running (pid files by ddp_main; the command line is checked
-    so a pid the system gave to another process since is never killed)."""
-    host, alive = socket.gethostname(), []
-    for entry in pids_dir.glob(f"{host}-*") if pids_dir.is_dir() else []:
-        pid = int(entry.read_text() or 0)
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+def _ranks_of(work: Path) -> list[int]:
+    """This launcher's ranks of the run in `work` still running: processes with ddp_main and this work
+    dir on their command line and this process as their launcher in their environment (another host's
+    torchrun, or one that shares this machine in a test, is left alone). Found in /proc rather than by
+    the ranks' pid files, which a rank writes only once it has started: one whose torchrun died before
+    that is found too."""
+    wanted = (b"models_mgmt.engine.ddp_main", str(work).encode())
+    launcher = f"{ddp_main.LAUNCHER_PID_ENV}={os.getpid()}".encode()
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
             continue
-        if b"models_mgmt.engine.ddp_main" in cmdline:
-            alive.append(pid)
-    return alive
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            if not all(part in arguments for part in wanted) or b"torch.distributed.run" in arguments:
+                continue
+            if launcher in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or another user's
+            continue
+    return found
 
 
-def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float = 10.0) -> None:
+def _end_group(process: subprocess.Popen[bytes], work: Path, grace_s: float = 10.0) -> None:
     """Stop torchrun's process group and every rank of this host (ranks run in sessions of their own)."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -230,7 +234,7 @@ def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    for pid in _alive_rank_pids(pids_dir):
+    for pid in _ranks_of(work):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -255,7 +259,13 @@ class _Relay:
         self.offset += len(chunk)
         *lines, self.pending = (self.pending + chunk).split(b"\n")
         for line in lines:
-            event = json.loads(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                # rank 0 died mid-write; its restarted successor ended the partial line (ddp_main.Events)
+                if line.strip():
+                    logger.warning("skipping an incomplete event line in %s: %r", self.path, line[:200])
+                continue
             kind = event["kind"]
             if kind == "phase" and PHASES.index(event["phase"]) > self.last_phase:
                 self.last_phase = PHASES.index(event["phase"])
@@ -267,6 +277,44 @@ class _Relay:
                     self.on_epoch(EpochReport(**event["report"]))
             elif kind == "progress" and self.on_progress is not None:
                 self.on_progress(ProgressReport(**event["report"]))
+
+
+def _ranks_began(ddp: Path) -> bool:
+    """Whether a rank of this group (on any host: the pid files are in the shared work dir) has started."""
+    pids = ddp / ddp_main.PIDS
+    return pids.is_dir() and any(pids.iterdir())
+
+
+def _stopped_before_training(spec: TrainingSpec, data: Any, work: Path, duration_s: float) -> TrainingResult:
+    """The result of a run stopped while its group was still in rendezvous: no epoch ran, nothing was
+    measured (the losses are NaN); a checkpoint an earlier attempt left is kept for the resume."""
+    split = spec.split(data)
+    checkpoint = work / CHECKPOINT_NAME
+    nothing = math.nan
+    return TrainingResult(
+        status="stopped",
+        epochs_run=0,
+        best_epoch=0,
+        final_val_loss=nothing,
+        best_val_loss=nothing,
+        final_train_loss=None,
+        start_val_loss=None,
+        best_train_loss=None,
+        improved_on_start=False,
+        weights_changed=False,
+        metrics={},
+        baselines={},
+        backtest={},
+        training_duration_s=round(duration_s, 3),
+        train_samples=len(split.x_train),
+        validation_samples=len(split.x_val),
+        embargo_samples=split.embargo_samples,
+        train_window=split.train_window,
+        validation_window=split.validation_window,
+        steps_run=0,
+        hyperparameters=spec.hyperparameters(),
+        checkpoint_path=str(checkpoint) if checkpoint.exists() else None,
+    )
 
 
 def _result_from(path: Path) -> TrainingResult:
@@ -315,8 +363,10 @@ def run_distributed(
     """Train through torchrun with run_training's contract (see the module docstring of ddp_main.py).
 
     `device` is "cpu" or "cuda" (resolve_device's answer). Raises ValueError for bad data or settings
-    (checked here before any process starts) and DistributedError when the group fails past
-    `max_restarts` restarts. Whatever happens, no torchrun or rank of this host outlives the call;
+    (checked here before any process starts, or found by a rank: a checkpoint of another run) and
+    DistributedError when the group fails past `max_restarts` restarts. A stop asked while the group
+    still waits in rendezvous (no rank began within STOP_GRACE_S) ends it: the result is "stopped"
+    with no epoch run. Whatever happens, no torchrun or rank of this host outlives the call;
     if this process is killed, torchrun gets SIGTERM from the kernel when the *thread* that called
     this function ends (Linux's parent-death signal follows the forking thread), and the ranks'
     watchdog sees this pid gone."""
@@ -346,7 +396,11 @@ def run_distributed(
     ]  # fmt: skip
     rank_module = ["-m", "models_mgmt.engine.ddp_main", str(work)]
     # The claiming worker hosts the rendezvous store; the other hosts join it.
-    command = [*group, "--rdzv-conf", "is_host=1", *rank_module]
+    # torchrun dies (SIGTERM, its handler stops its ranks) with the thread that starts it: lifeline.py
+    command = [
+        sys.executable, "-m", "models_mgmt.engine.lifeline", str(os.getpid()),
+        *group, "--rdzv-conf", "is_host=1", *rank_module,
+    ]  # fmt: skip
     project = str(Path(__file__).resolve().parents[2])
     env = {
         **os.environ,
@@ -362,9 +416,26 @@ def run_distributed(
 
     began = time.monotonic()
     stop = as_stop_check(should_stop)
-    relay = _Relay(ddp / ddp_main.EVENTS, on_progress, on_epoch, on_phase)
+    gpus_held = 0
+
+    def gpus(n: int) -> None:
+        nonlocal gpus_held
+        if on_gpus is not None and n != gpus_held:
+            on_gpus(n)
+        gpus_held = n
+
+    def phase(name: str) -> None:
+        # GPU seconds count while the ranks train: not their rendezvous, nor rank 0's evaluation,
+        # backtest and export afterwards, which run on one process (the CPU for the backtest)
+        gpus(distributed.nproc_per_node if name == "training" and device == "cuda" else 0)
+        if on_phase is not None:
+            on_phase(name)
+
+    relay = _Relay(ddp / ddp_main.EVENTS, on_progress, on_epoch, phase)
+    error_path = ddp / ddp_main.ERROR
     log_path = ddp / "torchrun.log"
-    stop_asked = False
+    stop_asked: float | None = None  # when
+    ended_waiting = False
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 -- this interpreter, torch's launcher, fixed module
             command,
@@ -374,22 +445,29 @@ def run_distributed(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_arm_parent_death_signal,
         )
     try:
-        if on_gpus is not None:
-            on_gpus(distributed.nproc_per_node if device == "cuda" else 0)
-        while process.poll() is None:
+        while process.poll() is None and not error_path.exists():
             relay.poll()
-            if not stop_asked and stop():
-                (ddp / ddp_main.STOP).touch()
-                stop_asked = True
+            if stop_asked is None and stop():
+                (ddp / ddp_main.STOP).touch()  # the ranks read it before every batch
+                stop_asked = time.monotonic()
+            elif stop_asked is not None and time.monotonic() - stop_asked > STOP_GRACE_S and not _ranks_began(ddp):
+                # No rank to read the stop: torchrun still waits in rendezvous (for other hosts, up to
+                # its join timeout). Nothing trained in this attempt, so ending the group loses nothing.
+                ended_waiting = True
+                break
             time.sleep(poll_s)
         relay.poll()
     finally:
-        _end_group(process, ddp / ddp_main.PIDS)
+        _end_group(process, work)
         if on_gpus is not None:
-            on_gpus(0)
+            on_gpus(0)  # however it ended, the meter stops counting the ranks' GPUs
+    if ended_waiting:
+        logger.info("distributed run in %s stopped before any rank started (still in rendezvous)", work)
+        return _stopped_before_training(spec, data, work, time.monotonic() - began)
+    if error_path.exists():
+        raise ValueError(json.loads(error_path.read_text())["message"])
     result_path = ddp / ddp_main.RESULT
     if process.returncode == 0 and result_path.exists():
         # the job's training time is the whole group's, its start and restarts included
