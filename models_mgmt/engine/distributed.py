@@ -3,6 +3,9 @@
 This module imports no torch at module level: the web process imports it for the validation
 constants (`DEVICES`, `DistributedSettings`) and for `device_label`, and must stay free of torch.
 
+* `group_problems`, `endpoint_problem` and `world_problem` are the one check of a group's shape
+  (ranks, hosts, rendezvous endpoint, world size, its share of the batch): the service that resolves
+  a job's config maps them to its 400s, and `DistributedSettings` and the trainer refuse the same.
 * `resolve_device("auto" | "cpu" | "cuda", ranks=n)` decides, on the machine that trains, the device a
   run uses, and refuses (`DeviceUnavailable`, a message a user can act on) what the machine cannot
   honour: CUDA without a GPU, more ranks than GPUs (cuda) or than usable CPUs (cpu).
