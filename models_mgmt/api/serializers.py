@@ -16,7 +16,7 @@ from rest_framework.utils import html
 
 from models_mgmt.choices import ActivationPolicy, Role
 from models_mgmt.engine import timeframes
-from models_mgmt.engine.distributed import DEVICES, MAX_NPROC_PER_NODE
+from models_mgmt.engine.distributed import DEVICES, MAX_NPROC_PER_NODE, MAX_WORLD_SIZE
 from models_mgmt.engine.families import FAMILIES, MULTITASK_MLP
 from models_mgmt.engine.search import SAMPLERS, space_check
 from models_mgmt.errors import InvalidInput
@@ -46,7 +46,6 @@ from models_mgmt.services.studies import MAX_STUDY_PARALLELISM, MAX_STUDY_TRIALS
 from models_mgmt.services.training_config import (
     BOUNDS,
     EVALUATIONS,
-    MAX_WORLD_SIZE,
     TYPE_MESSAGES,
     choice_message,
     range_message,

@@ -5,21 +5,21 @@
 
 `run_distributed` (distributed.py) writes the inputs to WORK_DIR/ddp/ (inputs.json, bars.pkl,
 init_weights.pt) and reads back what rank 0 writes there: events.jsonl (one JSON object a line:
-phases, progress, epochs) and result.json (the TrainingResult). Every rank trains on its shard
+phases, progress, epochs) and result.json (the TrainingResult), and error.json, which any rank writes
+for a ValueError (bad data or settings) so the launcher raises it as run_training would. Every rank trains on its shard
 (trainer.DistributedDataParallel); rank 0 alone reports, checkpoints WORK_DIR/checkpoint.pt every
 epoch (the in-process format) and, once the group has left, evaluates, backtests and exports
 WORK_DIR/artifact in one process. A restarted group (torchrun's --max-restarts) resumes from that
 checkpoint. A stop is the file WORK_DIR/ddp/stop, which the ranks poll before every batch.
 
 A rank never outlives what started it: the kernel kills it when its torchrun agent dies
-(PR_SET_PDEATHSIG), and a watchdog thread kills it when the launcher (TECHANAL_DDP_LAUNCHER_PID,
-set by run_distributed on its own host) is gone.
+(lifeline.die_with_parent), a watchdog thread kills it when the launcher (TECHANAL_DDP_LAUNCHER_PID,
+set by run_distributed on its own host) is gone, and the launcher, as it ends the group, kills any
+process left with this module and the work dir on its command line.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CHECKPOINT_NAME
+from .lifeline import die_with_parent
 from .reporting import EpochReport, ProgressReport
 from .spec import TrainingSpec
 
@@ -42,20 +43,17 @@ BARS = "bars.pkl"
 INIT_WEIGHTS = "init_weights.pt"
 EVENTS = "events.jsonl"
 RESULT = "result.json"
+ERROR = "error.json"  # a rank's ValueError (bad data or settings): {"type", "message"}
 STOP = "stop"
 PIDS = "pids"
 LAUNCHER_PID_ENV = "TECHANAL_DDP_LAUNCHER_PID"
-PR_SET_PDEATHSIG = 1
 # A peer that does not answer a collective for this long fails the group (torchrun then restarts it).
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 
 
 def _die_with_parents() -> None:
     """Kill this rank when its torchrun agent dies (Linux), and when the launcher's pid is gone."""
-    parent = os.getppid()
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: the launcher watchdog below still holds
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the agent died before the signal was armed
+    if not die_with_parent(signal.SIGKILL, os.getppid()):  # the agent died before the signal was armed
         os._exit(1)
     launcher = os.environ.get(LAUNCHER_PID_ENV)
     if not launcher:
@@ -79,6 +77,9 @@ class Events:
 
     def __init__(self, path: Path, attempt: int) -> None:
         self.path, self.attempt = path, attempt
+        if attempt > 0:  # a rank 0 that died mid-write left a partial line: end it, whatever follows is whole
+            with self.path.open("a") as stream:
+                stream.write("\n")
 
     def emit(self, kind: str, **payload: Any) -> None:
         line = json.dumps({"kind": kind, "attempt": self.attempt, **payload})
@@ -114,13 +115,28 @@ def _spec(data: dict[str, Any]) -> TrainingSpec:
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(json.dumps(data))
     os.replace(temp, path)
 
 
 def main(work_dir: str) -> int:
     _die_with_parents()
+    ddp = Path(work_dir) / DDP_DIR
+    (ddp / PIDS).mkdir(exist_ok=True)
+    # host-rank-pid: the group has begun (a stop no longer needs to end it in rendezvous); tests find ranks by it
+    (ddp / PIDS / f"{socket.gethostname()}-rank{os.environ['RANK']}-{os.getpid()}").write_text(str(os.getpid()))
+    try:
+        return _rank(Path(work_dir))
+    except ValueError as exc:
+        # Bad data or settings (a checkpoint of another run, say): the launcher ends the group and
+        # raises it as run_training would, rather than torchrun restarting a group that fails again.
+        if not (ddp / ERROR).exists():
+            _write_json_atomically(ddp / ERROR, {"type": type(exc).__name__, "message": str(exc)})
+        raise
+
+
+def _rank(work: Path) -> int:
     import pandas as pd  # heavy: a rank loads the bars
     import torch  # heavy: a rank trains
     import torch.distributed as dist  # heavy: a rank trains
@@ -128,15 +144,11 @@ def main(work_dir: str) -> int:
     from .trainer import DistributedDataParallel, fit  # heavy: the trainer pulls torch
     from .training import conclude_training, initial_weights  # heavy: evaluation and export
 
-    work = Path(work_dir)
     ddp = work / DDP_DIR
     inputs = json.loads((ddp / INPUTS).read_text())
     spec = _spec(inputs["spec"])
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    (ddp / PIDS).mkdir(exist_ok=True)
-    # host-rank-pid: the launcher ends this host's ranks by them (torchrun starts each in its own session)
-    (ddp / PIDS / f"{socket.gethostname()}-rank{rank}-{os.getpid()}").write_text(str(os.getpid()))
 
     if inputs["device"] == "cuda":
         device = torch.device("cuda", local_rank)

@@ -3,6 +3,9 @@
 This module imports no torch at module level: the web process imports it for the validation
 constants (`DEVICES`, `DistributedSettings`) and for `device_label`, and must stay free of torch.
 
+* `group_problems`, `endpoint_problem` and `world_problem` are the one check of a group's shape
+  (ranks, hosts, rendezvous endpoint, world size, its share of the batch): the service that resolves
+  a job's config maps them to its 400s, and `DistributedSettings` and the trainer refuse the same.
 * `resolve_device("auto" | "cpu" | "cuda", ranks=n)` decides, on the machine that trains, the device a
   run uses, and refuses (`DeviceUnavailable`, a message a user can act on) what the machine cannot
   honour: CUDA without a GPU, more ranks than GPUs (cuda) or than usable CPUs (cpu).
@@ -18,15 +21,15 @@ constants (`DEVICES`, `DistributedSettings`) and for `device_label`, and must st
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import logging
+import math
 import os
+import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import ddp_main
+from .checkpoint import CHECKPOINT_NAME
 from .metering import usable_cpus
 from .reporting import EpochReport, ProgressReport
 from .training import PHASES, TrainingResult
@@ -48,6 +52,15 @@ logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_NPROC_PER_NODE = 64
+MAX_WORLD_SIZE = 64  # ranks of one job over all its hosts
+DISTRIBUTED_KEYS = ("nprocPerNode", "nnodes", "rdzvEndpoint")
+# After a stop, how long the launcher waits for a rank to read it before deciding that none started
+# (the group still in rendezvous): ranks write their pid file within seconds of starting.
+STOP_GRACE_S = 10.0
+MAX_HOST_LENGTH = 253  # a DNS name's longest
+# A host name or IPv4 address (ASCII letters, digits, dots, hyphens; never a leading '-', which torchrun
+# would read as an option), or a bracketed IPv6 address.
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]")
 
 
 class DeviceUnavailable(Exception):
@@ -56,6 +69,65 @@ class DeviceUnavailable(Exception):
 
 class DistributedError(Exception):
     """The process group failed past its restarts; the text ends with torchrun's last log lines."""
+
+
+def endpoint_problem(value: Any) -> str | None:
+    """Why `value` is not a rendezvous endpoint "host:port" torchrun can take, or None."""
+    if not isinstance(value, str):
+        return "must be a string host:port"
+    host, _, port = value.rpartition(":")
+    if (
+        len(host) > MAX_HOST_LENGTH
+        or not _HOST.fullmatch(host)
+        or not (port.isascii() and port.isdigit())  # "²" and "٣" are digits to str.isdigit, not to int()
+        or not 0 < int(port) < 65536
+    ):
+        return (
+            "must be host:port (a host name, IPv4 or [IPv6] address and a port 1-65535), the rendezvous the "
+            "claiming worker hosts"
+        )
+    return None
+
+
+def _count_problem(value: Any, high: int | None) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be an integer"
+    if value < 1 or (high is not None and value > high):
+        return "must be at least 1" + (f" and at most {high}" if high is not None else "")
+    return None
+
+
+def group_problems(nproc_per_node: Any, nnodes: Any = 1, rdzv_endpoint: Any = None) -> dict[str, str]:
+    """What is wrong with a torchrun group's settings, per wire key (empty when nothing is).
+
+    The one check of a group's shape: the service that resolves a job's config maps these to its
+    400s, and DistributedSettings refuses the same. Whether a machine has the CPUs or GPUs for it is
+    `resolve_device`'s decision, on that machine."""
+    problems: dict[str, str] = {}
+    if nproc_per_node is None:
+        problems["nprocPerNode"] = "required: the ranks (processes) on each host"
+    elif problem := _count_problem(nproc_per_node, MAX_NPROC_PER_NODE):
+        problems["nprocPerNode"] = problem
+    if problem := _count_problem(nnodes, None):
+        problems["nnodes"] = problem
+    if rdzv_endpoint is not None:
+        if problem := endpoint_problem(rdzv_endpoint):
+            problems["rdzvEndpoint"] = problem
+    elif "nnodes" not in problems and nnodes > 1:
+        problems["rdzvEndpoint"] = "required when nnodes > 1: host:port of the rendezvous the claiming worker hosts"
+    return problems
+
+
+def world_problem(world: int, batch_size: int | None = None) -> str | None:
+    """Why a group of `world` ranks cannot train (too many ranks, or `batch_size` not shared evenly), or None."""
+    if world > MAX_WORLD_SIZE:
+        return f"world size nprocPerNode x nnodes = {world} must be at most {MAX_WORLD_SIZE}"
+    if batch_size is not None and batch_size % world:
+        return (
+            f"world size nprocPerNode x nnodes = {world} must divide batchSize ({batch_size}): every rank "
+            "takes an equal share of each batch, so the global batch is the same as in one process"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,16 +139,11 @@ class DistributedSettings:
     rdzv_endpoint: str | None = None  # "host:port"; required when nnodes > 1 (the claiming worker hosts it)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.nproc_per_node <= MAX_NPROC_PER_NODE:
-            raise ValueError(f"nprocPerNode must be between 1 and {MAX_NPROC_PER_NODE}")
-        if self.nnodes < 1:
-            raise ValueError("nnodes must be at least 1")
-        if self.nnodes > 1 and not self.rdzv_endpoint:
-            raise ValueError("rdzvEndpoint (host:port) is required when nnodes > 1")
-        if self.rdzv_endpoint is not None:
-            host, _, port = self.rdzv_endpoint.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("rdzvEndpoint must be host:port")
+        problems = group_problems(self.nproc_per_node, self.nnodes, self.rdzv_endpoint)
+        if problems:
+            raise ValueError("; ".join(f"{key} {problem}" for key, problem in problems.items()))
+        if problem := world_problem(self.world_size):
+            raise ValueError(problem)
 
     @property
     def world_size(self) -> int:
@@ -127,13 +194,6 @@ def device_label(device: str, distributed: DistributedSettings | None) -> str:
     return f"{label} ({distributed.nnodes} nodes)" if distributed.nnodes > 1 else label
 
 
-def _arm_parent_death_signal() -> None:
-    """In torchrun's process, before it runs: the kernel sends it SIGTERM if the launcher dies, and
-    torchrun's handler then stops its ranks."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: the ranks' watchdog on the launcher holds
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
-
-
 def _log_tail(path: Path, lines: int = 25) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -142,22 +202,30 @@ def _log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _alive_rank_pids(pids_dir: Path) -> list[int]:
-    """This host's ranks that are still running (pid files by ddp_main; the command line is checked
-    so a pid the system gave to another process since is never killed)."""
-    host, alive = socket.gethostname(), []
-    for entry in pids_dir.glob(f"{host}-*") if pids_dir.is_dir() else []:
-        pid = int(entry.read_text() or 0)
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+def _ranks_of(work: Path) -> list[int]:
+    """This launcher's ranks of the run in `work` still running: processes with ddp_main and this work
+    dir on their command line and this process as their launcher in their environment (another host's
+    torchrun, or one that shares this machine in a test, is left alone). Found in /proc rather than by
+    the ranks' pid files, which a rank writes only once it has started: one whose torchrun died before
+    that is found too."""
+    wanted = (b"models_mgmt.engine.ddp_main", str(work).encode())
+    launcher = f"{ddp_main.LAUNCHER_PID_ENV}={os.getpid()}".encode()
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
             continue
-        if b"models_mgmt.engine.ddp_main" in cmdline:
-            alive.append(pid)
-    return alive
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            if not all(part in arguments for part in wanted) or b"torch.distributed.run" in arguments:
+                continue
+            if launcher in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or another user's
+            continue
+    return found
 
 
-def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float = 10.0) -> None:
+def _end_group(process: subprocess.Popen[bytes], work: Path, grace_s: float = 10.0) -> None:
     """Stop torchrun's process group and every rank of this host (ranks run in sessions of their own)."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -169,7 +237,7 @@ def _end_group(process: subprocess.Popen[bytes], pids_dir: Path, grace_s: float 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    for pid in _alive_rank_pids(pids_dir):
+    for pid in _ranks_of(work):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -194,7 +262,13 @@ class _Relay:
         self.offset += len(chunk)
         *lines, self.pending = (self.pending + chunk).split(b"\n")
         for line in lines:
-            event = json.loads(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                # rank 0 died mid-write; its restarted successor ended the partial line (ddp_main.Events)
+                if line.strip():
+                    logger.warning("skipping an incomplete event line in %s: %r", self.path, line[:200])
+                continue
             kind = event["kind"]
             if kind == "phase" and PHASES.index(event["phase"]) > self.last_phase:
                 self.last_phase = PHASES.index(event["phase"])
@@ -206,6 +280,44 @@ class _Relay:
                     self.on_epoch(EpochReport(**event["report"]))
             elif kind == "progress" and self.on_progress is not None:
                 self.on_progress(ProgressReport(**event["report"]))
+
+
+def _ranks_began(ddp: Path) -> bool:
+    """Whether a rank of this group (on any host: the pid files are in the shared work dir) has started."""
+    pids = ddp / ddp_main.PIDS
+    return pids.is_dir() and any(pids.iterdir())
+
+
+def _stopped_before_training(spec: TrainingSpec, data: Any, work: Path, duration_s: float) -> TrainingResult:
+    """The result of a run stopped while its group was still in rendezvous: no epoch ran, nothing was
+    measured (the losses are NaN); a checkpoint an earlier attempt left is kept for the resume."""
+    split = spec.split(data)
+    checkpoint = work / CHECKPOINT_NAME
+    nothing = math.nan
+    return TrainingResult(
+        status="stopped",
+        epochs_run=0,
+        best_epoch=0,
+        final_val_loss=nothing,
+        best_val_loss=nothing,
+        final_train_loss=None,
+        start_val_loss=None,
+        best_train_loss=None,
+        improved_on_start=False,
+        weights_changed=False,
+        metrics={},
+        baselines={},
+        backtest={},
+        training_duration_s=round(duration_s, 3),
+        train_samples=len(split.x_train),
+        validation_samples=len(split.x_val),
+        embargo_samples=split.embargo_samples,
+        train_window=split.train_window,
+        validation_window=split.validation_window,
+        steps_run=0,
+        hyperparameters=spec.hyperparameters(),
+        checkpoint_path=str(checkpoint) if checkpoint.exists() else None,
+    )
 
 
 def _result_from(path: Path) -> TrainingResult:
@@ -254,8 +366,10 @@ def run_distributed(
     """Train through torchrun with run_training's contract (see the module docstring of ddp_main.py).
 
     `device` is "cpu" or "cuda" (resolve_device's answer). Raises ValueError for bad data or settings
-    (checked here before any process starts) and DistributedError when the group fails past
-    `max_restarts` restarts. Whatever happens, no torchrun or rank of this host outlives the call;
+    (checked here before any process starts, or found by a rank: a checkpoint of another run) and
+    DistributedError when the group fails past `max_restarts` restarts. A stop asked while the group
+    still waits in rendezvous (no rank began within STOP_GRACE_S) ends it: the result is "stopped"
+    with no epoch run. Whatever happens, no torchrun or rank of this host outlives the call;
     if this process is killed, torchrun gets SIGTERM from the kernel when the *thread* that called
     this function ends (Linux's parent-death signal follows the forking thread), and the ranks'
     watchdog sees this pid gone."""
@@ -263,8 +377,8 @@ def run_distributed(
 
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda' (resolve_device's answer), not {device!r}")
-    if spec.batch_size % distributed.world_size:
-        raise ValueError(f"batchSize {spec.batch_size} must be a multiple of the {distributed.world_size} ranks")
+    if problem := world_problem(distributed.world_size, spec.batch_size):
+        raise ValueError(problem)
     spec.split(data)  # bad data fails here, as in-process, not as a crashed group
     work = Path(work_dir).resolve()
     ddp = work / ddp_main.DDP_DIR
@@ -279,13 +393,17 @@ def run_distributed(
         "--nproc-per-node", str(distributed.nproc_per_node),
         "--nnodes", str(distributed.nnodes),
         "--rdzv-backend", "c10d",
-        "--rdzv-endpoint", endpoint,
+        f"--rdzv-endpoint={endpoint}",  # one argument: an endpoint is never read as an option
         "--rdzv-id", f"techanal-{uuid.uuid4().hex[:12]}",
         "--max-restarts", str(max_restarts),
     ]  # fmt: skip
     rank_module = ["-m", "models_mgmt.engine.ddp_main", str(work)]
     # The claiming worker hosts the rendezvous store; the other hosts join it.
-    command = [*group, "--rdzv-conf", "is_host=1", *rank_module]
+    # torchrun dies (SIGTERM, its handler stops its ranks) with the thread that starts it: lifeline.py
+    command = [
+        sys.executable, "-m", "models_mgmt.engine.lifeline", str(os.getpid()),
+        *group, "--rdzv-conf", "is_host=1", *rank_module,
+    ]  # fmt: skip
     project = str(Path(__file__).resolve().parents[2])
     env = {
         **os.environ,
@@ -301,9 +419,26 @@ def run_distributed(
 
     began = time.monotonic()
     stop = as_stop_check(should_stop)
-    relay = _Relay(ddp / ddp_main.EVENTS, on_progress, on_epoch, on_phase)
+    gpus_held = 0
+
+    def gpus(n: int) -> None:
+        nonlocal gpus_held
+        if on_gpus is not None and n != gpus_held:
+            on_gpus(n)
+        gpus_held = n
+
+    def phase(name: str) -> None:
+        # GPU seconds count while the ranks train: not their rendezvous, nor rank 0's evaluation,
+        # backtest and export afterwards, which run on one process (the CPU for the backtest)
+        gpus(distributed.nproc_per_node if name == "training" and device == "cuda" else 0)
+        if on_phase is not None:
+            on_phase(name)
+
+    relay = _Relay(ddp / ddp_main.EVENTS, on_progress, on_epoch, phase)
+    error_path = ddp / ddp_main.ERROR
     log_path = ddp / "torchrun.log"
-    stop_asked = False
+    stop_asked: float | None = None  # when
+    ended_waiting = False
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 -- this interpreter, torch's launcher, fixed module
             command,
@@ -313,22 +448,29 @@ def run_distributed(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_arm_parent_death_signal,
         )
     try:
-        if on_gpus is not None:
-            on_gpus(distributed.nproc_per_node if device == "cuda" else 0)
-        while process.poll() is None:
+        while process.poll() is None and not error_path.exists():
             relay.poll()
-            if not stop_asked and stop():
-                (ddp / ddp_main.STOP).touch()
-                stop_asked = True
+            if stop_asked is None and stop():
+                (ddp / ddp_main.STOP).touch()  # the ranks read it before every batch
+                stop_asked = time.monotonic()
+            elif stop_asked is not None and time.monotonic() - stop_asked > STOP_GRACE_S and not _ranks_began(ddp):
+                # No rank to read the stop: torchrun still waits in rendezvous (for other hosts, up to
+                # its join timeout). Nothing trained in this attempt, so ending the group loses nothing.
+                ended_waiting = True
+                break
             time.sleep(poll_s)
         relay.poll()
     finally:
-        _end_group(process, ddp / ddp_main.PIDS)
+        _end_group(process, work)
         if on_gpus is not None:
-            on_gpus(0)
+            on_gpus(0)  # however it ended, the meter stops counting the ranks' GPUs
+    if ended_waiting:
+        logger.info("distributed run in %s stopped before any rank started (still in rendezvous)", work)
+        return _stopped_before_training(spec, data, work, time.monotonic() - began)
+    if error_path.exists():
+        raise ValueError(json.loads(error_path.read_text())["message"])
     result_path = ddp / ddp_main.RESULT
     if process.returncode == 0 and result_path.exists():
         # the job's training time is the whole group's, its start and restarts included

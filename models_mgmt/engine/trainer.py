@@ -45,6 +45,7 @@ from torch import nn
 
 from .checkpoint import CheckpointWriter, load_checkpoint
 from .dataset import SampleSplit
+from .distributed import world_problem
 from .evaluation import task_metrics
 from .network import Architecture, MultiTaskNet
 from .reporting import EpochReport, ProgressReport, ProgressThrottle
@@ -175,8 +176,8 @@ class DistributedDataParallel(Parallel):
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def batch_size(self, global_batch: int) -> int:
-        if global_batch % self.world_size:
-            raise ValueError(f"batchSize {global_batch} must be a multiple of the {self.world_size} ranks")
+        if problem := world_problem(self.world_size, global_batch):
+            raise ValueError(problem)
         return global_batch // self.world_size
 
     def _sampler_for(self, n: int) -> Any:

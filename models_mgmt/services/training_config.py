@@ -18,7 +18,13 @@ from models_mgmt import selectors
 from models_mgmt.choices import ActivationPolicy, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
-from models_mgmt.engine.distributed import DEVICES, MAX_NPROC_PER_NODE, DistributedSettings
+from models_mgmt.engine.distributed import (
+    DEVICES,
+    DISTRIBUTED_KEYS,
+    DistributedSettings,
+    group_problems,
+    world_problem,
+)
 from models_mgmt.engine.families import FAMILIES, LLM_LORA, MULTITASK_MLP
 from models_mgmt.errors import InvalidInput
 from models_mgmt.models import AIModel, BaseModel, Dataset, ModelVersion
@@ -43,8 +49,6 @@ BOUNDS: dict[str, tuple[type, float, float | None, bool]] = {
 # "validation": scored on the last validationSplit window; "walk_forward": also on purged folds before it.
 EVALUATIONS = ("validation", "walk_forward")
 DEFAULT_WALK_FORWARD_FOLDS = 4
-DISTRIBUTED_KEYS = ("nprocPerNode", "nnodes", "rdzvEndpoint")
-MAX_WORLD_SIZE = 64  # ranks of one job over all its hosts
 
 
 @dataclass(frozen=True)
@@ -77,57 +81,27 @@ def choice_message(choices: tuple[str, ...] | list[str]) -> str:
     return f"choose one of: {', '.join(choices)}"
 
 
-def _endpoint_error(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "must be a string host:port"
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return "must be host:port (a port 1-65535), the rendezvous the claiming worker hosts"
-    return None
-
-
 def _distributed_check(value: Any, batch_size: Any) -> tuple[DistributedSettings | None, list[str] | dict[str, Any]]:
     """The torchrun group a job asks for, or why it cannot be: per key, or for the whole group.
 
-    Only the shape is checked here; whether the claiming worker has the CPUs or GPUs for it is its
-    decision (the web process cannot know that machine, and never imports torch).
+    The engine's checks (distributed.group_problems, world_problem) decide; only the shape is checked
+    here: whether the claiming worker has the CPUs or GPUs for it is its decision (the web process
+    cannot know that machine, and never imports torch).
     """
     if value is None:
         return None, []
     if not isinstance(value, dict):
         return None, [f"must be null or an object with {', '.join(DISTRIBUTED_KEYS)}"]
-    errors: dict[str, list[str]] = {}
-    for key in sorted(set(value) - set(DISTRIBUTED_KEYS)):
-        errors[key] = [f"unknown key; allowed: {', '.join(DISTRIBUTED_KEYS)}"]
-    nproc, nnodes, endpoint = value.get("nprocPerNode"), value.get("nnodes", 1), value.get("rdzvEndpoint")
-    for key, number, high in (("nprocPerNode", nproc, MAX_NPROC_PER_NODE), ("nnodes", nnodes, None)):
-        if key == "nprocPerNode" and number is None:
-            errors[key] = ["required: the ranks (processes) on each host"]
-        elif isinstance(number, bool) or not isinstance(number, int):
-            errors[key] = [TYPE_MESSAGES[int]]
-        elif number < 1 or (high is not None and number > high):
-            errors[key] = ["must be at least 1" + (f" and at most {high}" if high is not None else "")]
-    if endpoint is not None:
-        problem = _endpoint_error(endpoint)
-        if problem:
-            errors["rdzvEndpoint"] = [problem]
-    elif "nnodes" not in errors and nnodes > 1:
-        errors["rdzvEndpoint"] = ["required when nnodes > 1: host:port of the rendezvous the claiming worker hosts"]
+    unknown = sorted(set(value) - set(DISTRIBUTED_KEYS))
+    errors: dict[str, list[str]] = {key: [f"unknown key; allowed: {', '.join(DISTRIBUTED_KEYS)}"] for key in unknown}
+    problems = group_problems(value.get("nprocPerNode"), value.get("nnodes", 1), value.get("rdzvEndpoint"))
+    errors.update({key: [problem] for key, problem in problems.items()})
     if errors:
         return None, errors
-    try:
-        group = DistributedSettings.from_wire(value)
-    except ValueError as exc:  # the engine's own rules, should they ever be stricter than the above
-        return None, [str(exc)]
-    world = group.world_size
-    if world > MAX_WORLD_SIZE:
-        return None, [f"world size nprocPerNode x nnodes = {world} must be at most {MAX_WORLD_SIZE}"]
-    if isinstance(batch_size, int) and batch_size % world:
-        return None, [
-            f"world size nprocPerNode x nnodes = {world} must divide batchSize ({batch_size}): every rank "
-            "takes an equal share of each batch, so the global batch is the same as in one process"
-        ]
-    return group, []
+    world = value["nprocPerNode"] * value.get("nnodes", 1)
+    if problem := world_problem(world, batch_size if isinstance(batch_size, int) else None):
+        return None, [problem]
+    return DistributedSettings.from_wire(value), []
 
 
 def _shown(dataset: Dataset, stamp: dt.datetime | None) -> str | None:

@@ -71,6 +71,12 @@ BAD = [
     ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": "h:0"}}, "distributed", "host:port"),
     ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": "h:65536"}}, "distributed", "host:port"),
     ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": 29500}}, "distributed", "must be a string"),
+    ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": "h:²"}}, "distributed", "host:port"),
+    ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": "h:٣"}}, "distributed", "host:port"),
+    ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": "-x:1"}}, "distributed", "host:port"),
+    ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": "h :1"}}, "distributed", "host:port"),
+    ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": "a\nb:1"}}, "distributed", "host:port"),
+    ({"distributed": {"nprocPerNode": 2, "rdzvEndpoint": "[::1:29500"}}, "distributed", "host:port"),
     ({"distributed": {"nprocPerNode": 2, "workers": 3}}, "distributed", "unknown key"),
     (
         {"batchSize": 128, "distributed": {"nprocPerNode": 32, "nnodes": 4, "rdzvEndpoint": "h:29500"}},
@@ -137,6 +143,10 @@ def test_every_problem_of_the_group_is_named_at_once(api, trainer):
         (
             {"distributed": {"nprocPerNode": 1, "nnodes": 1, "rdzvEndpoint": "10.0.0.5:29400"}},
             {"device": "cpu", "distributed": {"nprocPerNode": 1, "nnodes": 1, "rdzvEndpoint": "10.0.0.5:29400"}},
+        ),
+        (
+            {"distributed": {"nprocPerNode": 1, "rdzvEndpoint": "[::1]:29400"}},
+            {"device": "auto", "distributed": {"nprocPerNode": 1, "nnodes": 1, "rdzvEndpoint": "[::1]:29400"}},
         ),
     ],
 )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,11 +47,26 @@ def test_settings_round_trip_the_wire_and_count_the_world():
         ({"nprocPerNode": 1, "nnodes": 2}, "rdzvEndpoint"),
         ({"nprocPerNode": 1, "nnodes": 2, "rdzvEndpoint": "nohost"}, "host:port"),
         ({"nprocPerNode": 1, "nnodes": 2, "rdzvEndpoint": "h:99999"}, "host:port"),
+        ({"nprocPerNode": 1, "nnodes": 2, "rdzvEndpoint": "h:²"}, "host:port"),
+        ({"nprocPerNode": 32, "nnodes": 4, "rdzvEndpoint": "h:1"}, "at most 64"),
     ],
 )
 def test_settings_refuse_what_no_machine_can_run(wire, message):
     with pytest.raises(ValueError, match=message):
         DistributedSettings.from_wire(wire)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["h:²", "h:٣", "-h:29500", "h :1", "a\nb:1", "h:", ":1", "h:0", "h:65536", "[::1:1", "x" * 254 + ":1", 1],
+)
+def test_an_endpoint_torchrun_cannot_take_is_refused(endpoint):
+    assert distributed.endpoint_problem(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", ["h:1", "trainer-1.example.org:29500", "10.0.0.5:65535", "[::1]:29400"])
+def test_host_names_ipv4_and_bracketed_ipv6_endpoints_are_taken(endpoint):
+    assert distributed.endpoint_problem(endpoint) is None
 
 
 def test_auto_picks_cuda_only_when_a_gpu_is_there(monkeypatch):
@@ -204,44 +221,114 @@ def test_two_processes_match_one_at_the_same_global_batch_and_seed(small_bars, o
     assert [report.epoch for report in epochs] == [1, 2, 3]
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     assert (tmp_path / "checkpoint.pt").exists() and result.artifact_dir == str(tmp_path / "artifact")
-    assert gpus == [0, 0]  # the CPU holds no GPU
+    assert gpus == [0]  # the CPU holds no GPU: only the end is said
     assert _wait_until_gone(tmp_path) == []
+
+
+def _free_port() -> int:
+    """A free port below the kernel's ephemeral range: no connection is handed it between this check
+    and torchrun's bind (a port from bind(0) is ephemeral, and could be)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    chooser = random.Random()
+    for _ in range(100):
+        port = chooser.randrange(max(1024, low - 12000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
+def _in_thread(run) -> tuple[threading.Thread, dict[str, object]]:
+    """run() in a daemon thread (a test that fails never waits on it at exit); what it returned or raised."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
 
 
 @pytest.mark.slow
 def test_two_hosts_rendezvous_on_localhost(small_bars, one_process, tmp_path):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings = DistributedSettings(1, nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}")
-    outcome: dict[str, object] = {}
-
-    def primary() -> None:
-        try:
-            outcome["result"] = run_distributed(
-                _spec(), data=small_bars, work_dir=tmp_path, distributed=settings, device="cpu"
-            )
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=primary)
-    thread.start()
+    settings = DistributedSettings(1, nnodes=2, rdzv_endpoint=f"127.0.0.1:{_free_port()}")
+    stop = threading.Event()  # set only when the test fails: the primary then ends its group
+    thread, outcome = _in_thread(
+        lambda: run_distributed(
+            _spec(), data=small_bars, work_dir=tmp_path, distributed=settings, device="cpu", should_stop=stop
+        )
+    )
     command_file = tmp_path / "ddp" / "secondary_command.txt"
-    deadline = time.monotonic() + 60
-    while not command_file.exists() and time.monotonic() < deadline and thread.is_alive():
-        time.sleep(0.1)
-    # the other "host": its own shell, its own session, the logged command as an operator would run it
-    secondary = subprocess.Popen(["bash", "-c", command_file.read_text()], start_new_session=True)
+    secondary = None
     try:
+        deadline = time.monotonic() + 60
+        while not command_file.exists() and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.1)
+        # the other "host": its own shell, its own session, the logged command as an operator would run it
+        secondary = subprocess.Popen(
+            ["bash", "-c", command_file.read_text()], start_new_session=True, stdin=subprocess.DEVNULL
+        )
         assert secondary.wait(timeout=240) == 0
         thread.join(timeout=240)
     finally:
-        if secondary.poll() is None:
+        if secondary is not None and secondary.poll() is None:
             os.killpg(secondary.pid, signal.SIGKILL)
+        if thread.is_alive():
+            stop.set()
+            thread.join(timeout=120)
     assert "error" not in outcome, outcome.get("error")
     _assert_matches(outcome["result"], one_process, "2 hosts x 1 rank")
+    assert _wait_until_gone(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_stop_ends_a_group_still_waiting_for_its_other_hosts(small_bars, tmp_path):
+    settings = DistributedSettings(1, nnodes=2, rdzv_endpoint=f"127.0.0.1:{_free_port()}")
+    stop = threading.Event()
+    thread, outcome = _in_thread(
+        lambda: run_distributed(
+            _spec(), data=small_bars, work_dir=tmp_path, distributed=settings, device="cpu", should_stop=stop
+        )
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ddp" / "torchrun.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()  # no second host ever comes: torchrun waits in rendezvous, no rank reads the stop
+        thread.join(timeout=120)  # normally STOP_GRACE_S and a second
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert result.status == "stopped" and result.epochs_run == 0 and result.artifact_dir is None
+    assert _wait_until_gone(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_rank_that_finds_bad_data_fails_as_in_process_without_a_restart(small_bars, one_process, tmp_path):
+    other = dataclasses.replace(_spec(), learning_rate=_spec().learning_rate * 2)  # the checkpoint: another run
+    with pytest.raises(ValueError, match="checkpoint was written for other data or settings") as refused:
+        run_distributed(
+            other,
+            data=small_bars,
+            work_dir=tmp_path,
+            distributed=DistributedSettings(2),
+            device="cpu",
+            resume_from=one_process.checkpoint_path,
+            max_restarts=3,
+        )
+    assert not isinstance(refused.value, DistributedError)
+    events = tmp_path / "ddp" / "events.jsonl"
+    attempts = {json.loads(line)["attempt"] for line in events.read_text().splitlines() if line.strip()}
+    assert attempts <= {0, 1}  # ended at the first attempt's error, not restarted three times
     assert _wait_until_gone(tmp_path) == []
 
 
@@ -277,7 +364,8 @@ def test_a_killed_rank_restarts_the_group_from_the_checkpoint(small_bars, tmp_pa
     assert killed and result.status == "succeeded" and result.epochs_run == 100
     assert [row["epoch"] for row in result.history] == list(range(1, 101))
     assert epochs == list(range(1, 101))  # each epoch reported once, restart or not
-    events = [json.loads(line) for line in (tmp_path / "ddp" / "events.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "ddp" / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]  # a restarted rank 0 first ends the last line
     restarted = [e["report"]["epoch"] for e in events if e["kind"] == "epoch" and e["attempt"] == 1]
     assert restarted and restarted[0] > 1  # the second attempt began from a checkpoint, not from epoch 1
     assert _wait_until_gone(tmp_path) == []
@@ -340,22 +428,38 @@ run_distributed(spec, data=bars, work_dir=sys.argv[1], distributed=DistributedSe
 def test_a_killed_launcher_leaves_no_torchrun_and_no_rank(tmp_path):
     root = Path(__file__).resolve().parents[2]
     launcher = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, str(tmp_path)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
+        [sys.executable, "-c", LAUNCHER, str(tmp_path)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdin=subprocess.DEVNULL,
     )
-    events = tmp_path / "ddp" / "events.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and launcher.poll() is None:
-        if events.exists() and '"kind": "epoch"' in events.read_text():
-            break
-        time.sleep(0.2)
-    assert launcher.poll() is None and len(_processes_of(tmp_path)) >= 3  # torchrun and two ranks
-    launcher.kill()  # SIGKILL: no finally runs; the kernel and the ranks' watchdog must end the rest
-    launcher.wait()
+    try:
+        events = tmp_path / "ddp" / "events.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and launcher.poll() is None:
+            if events.exists() and '"kind": "epoch"' in events.read_text():
+                break
+            time.sleep(0.2)
+        group = set(_processes_of(tmp_path)) - {launcher.pid}
+        assert launcher.poll() is None and len(group) >= 3  # torchrun and two ranks
+    finally:
+        launcher.kill()  # SIGKILL: no finally runs; the kernel and the ranks' watchdog must end the rest
+        launcher.wait()
     assert _wait_until_gone(tmp_path) == []
 
 
+def test_the_lifeline_runs_its_command_only_while_its_parent_lives():
+    here = str(os.getpid())
+    child = [sys.executable, "-c", "import os; print(os.getppid())"]
+    lifeline = [sys.executable, "-m", "models_mgmt.engine.lifeline"]
+    ran = subprocess.run([*lifeline, here, *child], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert ran.returncode == 0 and ran.stdout.strip() == here  # exec'd in place: this process is its parent
+    gone = subprocess.run([*lifeline, "1", *child], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert gone.returncode == 1 and gone.stdout == ""  # not the parent it was told: it starts nothing
+
+
 def test_settings_a_group_cannot_run_are_refused_before_any_process_starts(small_bars, tmp_path):
-    with pytest.raises(ValueError, match="multiple of the 2 ranks"):
+    with pytest.raises(ValueError, match="= 2 must divide batchSize"):
         run_distributed(
             TrainingSpec(batch_size=33), data=small_bars, work_dir=tmp_path, distributed=DistributedSettings(2),
             device="cpu",
@@ -388,7 +492,8 @@ def test_a_restarted_groups_repeated_phases_and_epochs_are_relayed_once(tmp_path
     events.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # a line half written
     relay.poll()
     with events.open("a") as stream:
-        stream.write(lines[3][10:] + "\n" + "\n".join(lines[4:]) + "\n")
+        stream.write(lines[3][10:] + "\n" + lines[4][:15])  # rank 0 died mid-write; the next one ends the line
+        stream.write("\n" + "\n".join(lines[4:]) + "\n")
     relay.poll()
     assert phases == ["building_features", "training", "evaluating"]
     assert epochs == [1, 2, 3]
