@@ -146,7 +146,7 @@ def test_every_problem_of_the_group_is_named_at_once(api, trainer):
         ),
         (
             {"distributed": {"nprocPerNode": 1, "rdzvEndpoint": "[::1]:29400"}},
-            {"device": "auto", "distributed": {"nprocPerNode": 1, "nnodes": 1, "rdzvEndpoint": "[::1]:29400"}},
+            {"device": "cpu", "distributed": {"nprocPerNode": 1, "nnodes": 1, "rdzvEndpoint": "[::1]:29400"}},
         ),
     ],
 )

@@ -29,6 +29,7 @@ from models_mgmt.engine.distributed import (
 )
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.engine.training import run_training
+from tests.live import processes_naming, wait_until_gone
 
 
 def test_settings_round_trip_the_wire_and_count_the_world():
@@ -177,27 +178,6 @@ def _assert_matches(result, reference, label: str) -> None:
     assert verify_artifact(result.artifact_dir)
 
 
-def _processes_of(work_dir: Path) -> list[int]:
-    """Every process on this machine whose command line names the run's work dir (torchrun, ranks)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and entry.name != str(os.getpid()):
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(work_dir).encode() in cmdline:
-                found.append(int(entry.name))
-    return found
-
-
-def _wait_until_gone(work_dir: Path, timeout_s: float = 60.0) -> list[int]:
-    deadline = time.monotonic() + timeout_s
-    while (left := _processes_of(work_dir)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
-
-
 def _rank_pid(work_dir: Path, rank: int) -> int:
     pids = [int(p.read_text()) for p in (work_dir / "ddp" / "pids").glob(f"*-rank{rank}-*")]
     return max(pids, key=lambda pid: Path(f"/proc/{pid}").exists())
@@ -222,7 +202,7 @@ def test_two_processes_match_one_at_the_same_global_batch_and_seed(small_bars, o
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     assert (tmp_path / "checkpoint.pt").exists() and result.artifact_dir == str(tmp_path / "artifact")
     assert gpus == [0]  # the CPU holds no GPU: only the end is said
-    assert _wait_until_gone(tmp_path) == []
+    assert wait_until_gone(tmp_path) == []
 
 
 def _free_port() -> int:
@@ -285,7 +265,7 @@ def test_two_hosts_rendezvous_on_localhost(small_bars, one_process, tmp_path):
             thread.join(timeout=120)
     assert "error" not in outcome, outcome.get("error")
     _assert_matches(outcome["result"], one_process, "2 hosts x 1 rank")
-    assert _wait_until_gone(tmp_path) == []
+    assert wait_until_gone(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -309,7 +289,7 @@ def test_a_stop_ends_a_group_still_waiting_for_its_other_hosts(small_bars, tmp_p
     assert "error" not in outcome, outcome.get("error")
     result = outcome["result"]
     assert result.status == "stopped" and result.epochs_run == 0 and result.artifact_dir is None
-    assert _wait_until_gone(tmp_path) == []
+    assert wait_until_gone(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -329,7 +309,7 @@ def test_a_rank_that_finds_bad_data_fails_as_in_process_without_a_restart(small_
     events = tmp_path / "ddp" / "events.jsonl"
     attempts = {json.loads(line)["attempt"] for line in events.read_text().splitlines() if line.strip()}
     assert attempts <= {0, 1}  # ended at the first attempt's error, not restarted three times
-    assert _wait_until_gone(tmp_path) == []
+    assert wait_until_gone(tmp_path) == []
 
 
 def _kill_rank_one_after_epoch(work_dir: Path, epoch: int, killed: list[int]):
@@ -368,7 +348,7 @@ def test_a_killed_rank_restarts_the_group_from_the_checkpoint(small_bars, tmp_pa
     events = [json.loads(line) for line in lines if line.strip()]  # a restarted rank 0 first ends the last line
     restarted = [e["report"]["epoch"] for e in events if e["kind"] == "epoch" and e["attempt"] == 1]
     assert restarted and restarted[0] > 1  # the second attempt began from a checkpoint, not from epoch 1
-    assert _wait_until_gone(tmp_path) == []
+    assert wait_until_gone(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -387,7 +367,7 @@ def test_a_killed_rank_without_restarts_fails_with_a_reason_and_leaves_no_proces
     print(f"\n{failure.value}")
     assert killed and "0 restart(s) allowed" in str(failure.value)
     assert "last log lines" in str(failure.value)
-    assert _wait_until_gone(tmp_path) == []
+    assert wait_until_gone(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -409,7 +389,7 @@ def test_a_stop_reaches_every_rank_and_leaves_a_checkpoint(small_bars, tmp_path)
     again = _spec(epochs=result.epochs_run + 1)
     resumed = run_training(again, data=small_bars, work_dir=tmp_path / "again", resume_from=tmp_path)
     assert resumed.status == "succeeded" and resumed.history[: result.epochs_run] == result.history
-    assert _wait_until_gone(tmp_path) == []
+    assert wait_until_gone(tmp_path) == []
 
 
 LAUNCHER = """
@@ -440,12 +420,12 @@ def test_a_killed_launcher_leaves_no_torchrun_and_no_rank(tmp_path):
             if events.exists() and '"kind": "epoch"' in events.read_text():
                 break
             time.sleep(0.2)
-        group = set(_processes_of(tmp_path)) - {launcher.pid}
+        group = set(processes_naming(tmp_path, exclude={launcher.pid}))
         assert launcher.poll() is None and len(group) >= 3  # torchrun and two ranks
     finally:
         launcher.kill()  # SIGKILL: no finally runs; the kernel and the ranks' watchdog must end the rest
         launcher.wait()
-    assert _wait_until_gone(tmp_path) == []
+    assert wait_until_gone(tmp_path) == []
 
 
 def test_the_lifeline_runs_its_command_only_while_its_parent_lives():
