@@ -6,14 +6,20 @@ test fails.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import count
 
 import pytest
+from django.db import connection
 
+from models_mgmt.api.serializers import FineTuningConfigSerializer
 from models_mgmt.choices import JobStatus, Role
+from models_mgmt.errors import Conflict
 from models_mgmt.models import ProgressEvent, TrainingJob
-from models_mgmt.services import dataset_import_builtin
+from models_mgmt.services import dataset_import_builtin, training_job_start
 from tests.factories import AIModelFactory, UserFactory, grant
 from tests.live import LiveProcesses, job_finished, wait_for
 
@@ -69,3 +75,55 @@ def status_events(job_id: int) -> list[str]:
     """The statuses the job's `job.status` events report, in seq order."""
     payloads = ProgressEvent.objects.filter(job_id=job_id, type="job.status").order_by("seq")
     return [p["status"] for p in payloads.values_list("payload", flat=True)]
+
+
+# The hundred-job drains (test_many_jobs.py, test_worker_hosts.py): ten models, ten tiny jobs each.
+MODELS = 10
+JOBS_PER_MODEL = 10
+TINY = {"epochs": 1, "startDate": "2017-01-01"}
+
+
+def submit(trainer, model, accepted: list[int], refusals: Counter, errors: list[BaseException], deadline: float):
+    """Start JOBS_PER_MODEL jobs for `model`, retrying every refusal (the model's job is live)."""
+    try:
+        data = FineTuningConfigSerializer(data=TINY, context={"model": model})
+        assert data.is_valid(), data.errors
+        v = data.validated_data
+        mine = 0
+        while mine < JOBS_PER_MODEL and time.monotonic() < deadline:
+            try:
+                job = training_job_start(
+                    actor=trainer,
+                    model=model,
+                    config=v["resolved"].config,
+                    dataset=v["resolved"].dataset,
+                    base_version=None,
+                )
+            except Conflict as exc:
+                assert exc.code == "job_in_progress", exc
+                refusals[model.name] += 1
+                time.sleep(0.1)
+                continue
+            accepted.append(job.pk)
+            mine += 1
+    except BaseException as exc:
+        errors.append(exc)
+    finally:
+        connection.close()  # the thread's own connection
+
+
+def submit_all(pairs: list[tuple], deadline: float) -> tuple[list[int], Counter]:
+    """One submitter thread per (trainer, model): the jobs accepted, in order, and the refusals per model."""
+    accepted: list[int] = []
+    refusals: Counter = Counter()
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(target=submit, args=(trainer, model, accepted, refusals, errors, deadline))
+        for trainer, model in pairs
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return accepted, refusals

@@ -7,73 +7,32 @@ retried until the model's current job ends. Two workers drain the queue.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 
 import pytest
-from django.db import connection
 
-from models_mgmt.api.serializers import FineTuningConfigSerializer
 from models_mgmt.choices import TERMINAL_JOB_STATUSES, JobStatus
-from models_mgmt.errors import Conflict
 from models_mgmt.models import ModelVersion, TrainingJob
-from models_mgmt.services import training_job_start
 
-from .conftest import assert_job_seqs_gap_free, status_events, trainer_with_model, wait_for
+from .conftest import (
+    JOBS_PER_MODEL,
+    MODELS,
+    assert_job_seqs_gap_free,
+    status_events,
+    submit_all,
+    trainer_with_model,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-MODELS = 10
-JOBS_PER_MODEL = 10
-TINY = {"epochs": 1, "startDate": "2017-01-01"}
-
-
-def submit(trainer, model, accepted: list[int], refusals: Counter, errors: list[BaseException], deadline: float):
-    """Start JOBS_PER_MODEL jobs for `model`, retrying every refusal (the model's job is live)."""
-    try:
-        data = FineTuningConfigSerializer(data=TINY, context={"model": model})
-        assert data.is_valid(), data.errors
-        v = data.validated_data
-        mine = 0
-        while mine < JOBS_PER_MODEL and time.monotonic() < deadline:
-            try:
-                job = training_job_start(
-                    actor=trainer,
-                    model=model,
-                    config=v["resolved"].config,
-                    dataset=v["resolved"].dataset,
-                    base_version=None,
-                )
-            except Conflict as exc:
-                assert exc.code == "job_in_progress", exc
-                refusals[model.name] += 1
-                time.sleep(0.1)
-                continue
-            accepted.append(job.pk)
-            mine += 1
-    except BaseException as exc:
-        errors.append(exc)
-    finally:
-        connection.close()  # the thread's own connection
 
 
 def test_a_hundred_jobs_drain_each_run_exactly_once(live):
     pairs = [trainer_with_model(f"drain-{i}") for i in range(MODELS)]
     processes = live(TRAINING_WORKERS="2", TRAINING_HEARTBEAT_TIMEOUT_S="120")
     processes.qcluster()
-    accepted: list[int] = []
-    refusals: Counter = Counter()
-    errors: list[BaseException] = []
     deadline = time.monotonic() + 360
-    threads = [
-        threading.Thread(target=submit, args=(trainer, model, accepted, refusals, errors, deadline))
-        for trainer, model in pairs
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    accepted, refusals = submit_all(pairs, deadline)
     assert len(accepted) == MODELS * JOBS_PER_MODEL, (len(accepted), processes.output()[-3000:])
     assert len(set(accepted)) == len(accepted)
 

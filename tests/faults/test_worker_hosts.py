@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -34,15 +33,18 @@ from models_mgmt.services.queue import RUN_TRAINING, WARM_DRIFT_REPORTS, schedul
 from tests.live import LiveProcesses, database_url
 
 from .conftest import (
+    JOBS_PER_MODEL,
     LONG,
+    MODELS,
+    TINY,
     assert_job_seqs_gap_free,
     job_finished,
     running_with_epochs,
     status_events,
+    submit_all,
     trainer_with_model,
     wait_for,
 )
-from .test_many_jobs import JOBS_PER_MODEL, MODELS, TINY, submit
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 REDIS_URL = "redis://127.0.0.1:6379/14"  # no other test uses this database
@@ -115,19 +117,8 @@ def test_two_hosts_drain_a_hundred_jobs_each_run_exactly_once(hosts):
     pairs = [trainer_with_model(f"hosts-{i}") for i in range(MODELS)]
     a, b = hosts("host-a"), hosts("host-b")
     log = outputs(a, b)
-    accepted: list[int] = []
-    refusals: Counter = Counter()
-    errors: list[BaseException] = []
     deadline = time.monotonic() + 360
-    threads = [
-        threading.Thread(target=submit, args=(trainer, model, accepted, refusals, errors, deadline))
-        for trainer, model in pairs
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    accepted, refusals = submit_all(pairs, deadline)
     assert len(accepted) == MODELS * JOBS_PER_MODEL, (len(accepted), log())
     wait_for(
         lambda: not TrainingJob.objects.exclude(status__in=TERMINAL_JOB_STATUSES).exists(),
