@@ -161,3 +161,24 @@ def wait_until_gone(path: str | Path, *also: bytes, exclude: Collection[int] = (
     while (left := processes_naming(path, *also, exclude=exclude)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been waited for): no process has it now."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def django_in_a_process(code: str, *, settings_module: str, drop: Collection[str] = (), **env: str):
+    """Run `code` after django.setup() in a fresh interpreter with this environment (the variables in
+    `drop` removed, no .env file read): what a process started that way sees."""
+    clean = {k: v for k, v in os.environ.items() if k not in drop}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); " + code],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**clean, "DJANGO_SETTINGS_MODULE": settings_module, "ENV_FILE": "/nonexistent/.env", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

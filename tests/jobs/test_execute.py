@@ -17,6 +17,7 @@ from models_mgmt.training.reaper import training_jobs_reap
 from models_mgmt.training.worker import training_job_execute
 from tests.factories import AIModelFactory, ModelVersionFactory, TrainingJobFactory
 from tests.jobs.helpers import start
+from tests.live import dead_pid
 
 QUICK = {"epochs": 2, "startDate": "2016-01-01"}
 
@@ -101,15 +102,6 @@ def test_a_stopped_queued_job_is_never_run(api, sp500_model):
     api(sp500_model.owner).post(f"/api/model-management/models/{sp500_model.name}/fine-tune/stop")
     assert training_job_execute(job_id=job_id).status == "skipped"
     assert TrainingJob.objects.get(pk=job_id).status == JobStatus.STOPPED
-
-
-def dead_pid() -> int:
-    import subprocess
-    import sys
-
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 @pytest.fixture

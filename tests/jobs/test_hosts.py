@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis
@@ -32,15 +30,9 @@ from models_mgmt.services.versions import _enqueue_drift_warmup
 from models_mgmt.training.reaper import training_jobs_reap
 from models_mgmt.training.worker import training_job_execute
 from tests.factories import AIModelFactory, TrainingJobFactory, UserFactory
+from tests.live import dead_pid, django_in_a_process
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/15"  # no other test uses this database
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 @pytest.fixture
@@ -161,19 +153,11 @@ def test_health_reports_the_training_queue_and_the_cluster_names(db, api, settin
 
 def settings_in_a_process(**env: str) -> subprocess.CompletedProcess[str]:
     """django-q2's Conf as a qcluster process with this environment reads it."""
-    ours = ("Q_CLUSTER_NAME", "TRAINING_CLUSTER", "MONITORING_CLUSTER")
-    clean = {k: v for k, v in os.environ.items() if k not in ours}
-    code = (
-        "import django, json; django.setup(); from django_q.conf import Conf;"
-        "print(json.dumps([Conf.CLUSTER_NAME, Conf.PREFIX]))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "tests.settings", "ENV_FILE": "/nonexistent/.env", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return django_in_a_process(
+        "import json; from django_q.conf import Conf; print(json.dumps([Conf.CLUSTER_NAME, Conf.PREFIX]))",
+        settings_module="tests.settings",
+        drop=("Q_CLUSTER_NAME", "TRAINING_CLUSTER", "MONITORING_CLUSTER"),
+        **env,
     )
 
 

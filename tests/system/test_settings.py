@@ -7,24 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.live import django_in_a_process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings_check(**env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL")}
-    code = (
-        "import django, json; django.setup(); from django.conf import settings as s;"
+    return django_in_a_process(
+        "import json; from django.conf import settings as s;"
         "print(json.dumps([s.DEBUG, s.DATABASES['default']['ENGINE'], s.DATABASES['default'].get('OPTIONS', {}),"
         " s.DEFAULT_TRAINING_EPOCHS, s.DEFAULT_LEARNING_RATE, s.MODEL_TRAINING_ENABLED, s.Q_CLUSTER.get('orm'),"
-        " s.CACHES['default']['BACKEND'], s.CHANNEL_LAYERS['default']['BACKEND']]))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "techanal.settings", "ENV_FILE": "/nonexistent/.env", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+        " s.CACHES['default']['BACKEND'], s.CHANNEL_LAYERS['default']['BACKEND']]))",
+        settings_module="techanal.settings",
+        drop=("SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL"),
+        **env,
     )
 
 
