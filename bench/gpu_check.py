@@ -51,7 +51,8 @@ def main() -> None:
     import torch
 
     from models_mgmt.engine.bars import load_builtin
-    from models_mgmt.engine.distributed import DistributedSettings, device_label, run_distributed
+    from models_mgmt.engine.distributed import run_distributed
+    from models_mgmt.engine.placement import DistributedSettings, device_label
     from models_mgmt.engine.spec import TrainingSpec
     from models_mgmt.engine.training import run_training
 

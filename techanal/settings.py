@@ -14,6 +14,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from models_mgmt.engine.placement import DEVICES  # plain Python: the device names a config may give
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 VAR_DIR.mkdir(exist_ok=True)
@@ -48,9 +50,11 @@ DEFAULT_DATASET = env.str("DEFAULT_DATASET", default="sp500")
 # The `device` of a multitask-mlp FineTuningConfig that names none (auto: the claiming worker's GPU
 # when it has one, else its CPU). Tests set "cpu", so a GPU host runs the suite as CI does.
 DEFAULT_TRAINING_DEVICE = env.str("DEFAULT_TRAINING_DEVICE", default="auto")
-if DEFAULT_TRAINING_DEVICE not in ("auto", "cpu", "cuda"):  # engine/distributed.py's DEVICES
+if DEFAULT_TRAINING_DEVICE not in DEVICES:
     # Every start that names no device would be refused with a message about a field it never sent.
-    raise ImproperlyConfigured(f"DEFAULT_TRAINING_DEVICE={DEFAULT_TRAINING_DEVICE!r} must be auto, cpu or cuda.")
+    raise ImproperlyConfigured(
+        f"DEFAULT_TRAINING_DEVICE={DEFAULT_TRAINING_DEVICE!r} must be {', '.join(DEVICES[:-1])} or {DEVICES[-1]}."
+    )
 ARTIFACTS_DIR = Path(env.str("ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
 CSV_UPLOAD_MAX_BYTES = env.int("CSV_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
 # llm-lora delivery and serving (docs/llm.md): empty = no Ollama server, adapters are downloaded instead.

@@ -16,8 +16,8 @@ from rest_framework.utils import html
 
 from models_mgmt.choices import ActivationPolicy, Role
 from models_mgmt.engine import timeframes
-from models_mgmt.engine.distributed import DEVICES, MAX_NPROC_PER_NODE, MAX_WORLD_SIZE
 from models_mgmt.engine.families import FAMILIES, MULTITASK_MLP
+from models_mgmt.engine.placement import DEVICES, MAX_NPROC_PER_NODE, MAX_WORLD_SIZE
 from models_mgmt.engine.search import SAMPLERS, space_check
 from models_mgmt.errors import InvalidInput
 from models_mgmt.models import (

@@ -28,7 +28,7 @@ class FineTuningConfig:
     walk_forward_folds: int = 4
     # Where the claiming worker trains: "auto" (CUDA when it has a GPU), "cpu" or "cuda"; and, when
     # set, the torchrun group it launches instead of training in its own process, in its wire form
-    # ({"nprocPerNode", "nnodes", "rdzvEndpoint"}: distributed.DistributedSettings.from_wire reads
+    # ({"nprocPerNode", "nnodes", "rdzvEndpoint"}: placement.DistributedSettings.from_wire reads
     # it; held as given because distributed.py's launcher imports this module).
     device: str = "auto"
     distributed: dict[str, Any] | None = None

@@ -45,9 +45,9 @@ from torch import nn
 
 from .checkpoint import CheckpointWriter, load_checkpoint
 from .dataset import SampleSplit
-from .distributed import world_problem
 from .evaluation import task_metrics
 from .network import Architecture, MultiTaskNet
+from .placement import world_problem
 from .reporting import EpochReport, ProgressReport, ProgressThrottle
 from .spec import TrainingSpec
 

@@ -139,7 +139,7 @@ def run_training(
 ) -> TrainingResult:
     """Split, train, evaluate on the validation window and, unless stopped, write the artifact.
 
-    `device` ("cpu", "cuda", "cuda:1"; see distributed.resolve_device) is where the network trains;
+    `device` ("cpu", "cuda", "cuda:1"; see placement.resolve_device) is where the network trains;
     evaluation, the backtest and the export read the kept weights on the CPU."""
     from .trainer import fit  # heavy: the trainer pulls torch
 

@@ -18,14 +18,14 @@ from models_mgmt import selectors
 from models_mgmt.choices import ActivationPolicy, VersionStatus
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
-from models_mgmt.engine.distributed import (
+from models_mgmt.engine.families import FAMILIES, LLM_LORA, MULTITASK_MLP
+from models_mgmt.engine.placement import (
     DEVICES,
     DISTRIBUTED_KEYS,
     DistributedSettings,
     group_problems,
     world_problem,
 )
-from models_mgmt.engine.families import FAMILIES, LLM_LORA, MULTITASK_MLP
 from models_mgmt.errors import InvalidInput
 from models_mgmt.models import AIModel, BaseModel, Dataset, ModelVersion
 
@@ -84,7 +84,7 @@ def choice_message(choices: tuple[str, ...] | list[str]) -> str:
 def _distributed_check(value: Any, batch_size: Any) -> tuple[DistributedSettings | None, list[str] | dict[str, Any]]:
     """The torchrun group a job asks for, or why it cannot be: per key, or for the whole group.
 
-    The engine's checks (distributed.group_problems, world_problem) decide; only the shape is checked
+    The engine's checks (placement.group_problems, world_problem) decide; only the shape is checked
     here: whether the claiming worker has the CPUs or GPUs for it is its decision (the web process
     cannot know that machine, and never imports torch).
     """

@@ -25,18 +25,12 @@ from models_mgmt.choices import ActivationPolicy, JobStatus, StudyRole, VersionS
 from models_mgmt.engine import timeframes
 from models_mgmt.engine.config import FineTuningConfig
 from models_mgmt.engine.ddp_main import DDP_DIR
-from models_mgmt.engine.distributed import (
-    DeviceUnavailable,
-    DistributedError,
-    DistributedSettings,
-    device_label,
-    resolve_device,
-    run_distributed,
-)
+from models_mgmt.engine.distributed import DistributedError, run_distributed
 from models_mgmt.engine.families import LLM_LORA
 from models_mgmt.engine.metering import work_units
+from models_mgmt.engine.placement import DeviceUnavailable, DistributedSettings, device_label, resolve_device
 from models_mgmt.engine.spec import TrainingSpec
-from models_mgmt.engine.training import TrainingResult, run_training
+from models_mgmt.engine.training import ARTIFACT_DIR, TrainingResult, run_training
 from models_mgmt.models import ModelVersion, TrainingJob
 from models_mgmt.services.studies import study_advance
 from models_mgmt.services.training_jobs import (
@@ -287,6 +281,6 @@ def _run_claimed(job: TrainingJob, progress: JobProgress) -> Outcome:
         return Outcome("abandoned")
     # The version holds the artifact; a torchrun group's folder (copies of the bars and inputs, rank
     # 0's events, torchrun's log) served only this run. The checkpoint stays, as in-process.
-    for used in ("artifact", DDP_DIR):
+    for used in (ARTIFACT_DIR, DDP_DIR):
         shutil.rmtree(job_work_dir(job) / used, ignore_errors=True)
     return Outcome(JobStatus.SUCCEEDED, version.version)

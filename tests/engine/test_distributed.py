@@ -17,16 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models_mgmt.engine import distributed
+from models_mgmt.engine import placement
 from models_mgmt.engine.artifact import verify_artifact
-from models_mgmt.engine.distributed import (
-    DeviceUnavailable,
-    DistributedError,
-    DistributedSettings,
-    device_label,
-    resolve_device,
-    run_distributed,
-)
+from models_mgmt.engine.distributed import DistributedError, run_distributed
+from models_mgmt.engine.placement import DeviceUnavailable, DistributedSettings, device_label, resolve_device
 from models_mgmt.engine.spec import TrainingSpec
 from models_mgmt.engine.training import run_training
 from tests.live import processes_naming, wait_until_gone
@@ -62,12 +56,12 @@ def test_settings_refuse_what_no_machine_can_run(wire, message):
     ["h:²", "h:٣", "-h:29500", "h :1", "a\nb:1", "h:", ":1", "h:0", "h:65536", "[::1:1", "x" * 254 + ":1", 1],
 )
 def test_an_endpoint_torchrun_cannot_take_is_refused(endpoint):
-    assert distributed.endpoint_problem(endpoint)
+    assert placement.endpoint_problem(endpoint)
 
 
 @pytest.mark.parametrize("endpoint", ["h:1", "trainer-1.example.org:29500", "10.0.0.5:65535", "[::1]:29400"])
 def test_host_names_ipv4_and_bracketed_ipv6_endpoints_are_taken(endpoint):
-    assert distributed.endpoint_problem(endpoint) is None
+    assert placement.endpoint_problem(endpoint) is None
 
 
 def test_auto_picks_cuda_only_when_a_gpu_is_there(monkeypatch):
@@ -87,7 +81,7 @@ def test_devices_the_machine_cannot_honour_are_refused_with_what_to_do(monkeypat
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(DeviceUnavailable, match="3 ranks on one host need 3 GPUs but this worker has 2"):
         resolve_device("cuda", ranks=3)
-    monkeypatch.setattr(distributed, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(placement, "usable_cpus", lambda: 2)
     with pytest.raises(DeviceUnavailable, match="3 CPU ranks on one host need 3 CPUs but this worker may use 2"):
         resolve_device("cpu", ranks=3)
     with pytest.raises(DeviceUnavailable, match="one of auto, cpu, cuda"):
@@ -106,7 +100,7 @@ def test_the_module_loads_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, models_mgmt.engine.distributed; print('torch' in sys.modules)"
+    code = "import sys, models_mgmt.engine.placement, models_mgmt.engine.distributed; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -236,6 +230,15 @@ def _in_thread(run) -> tuple[threading.Thread, dict[str, object]]:
     return thread, outcome
 
 
+def _logs(*paths: Path) -> str:
+    """The last lines of each log, for a failure's message."""
+    return "\n".join(
+        f"--- {path.name}:\n"
+        + ("\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else "")
+        for path in paths
+    )
+
+
 @pytest.mark.slow
 def test_two_hosts_rendezvous_on_localhost(small_bars, one_process, tmp_path):
     settings = DistributedSettings(1, nnodes=2, rdzv_endpoint=f"127.0.0.1:{_free_port()}")
@@ -252,10 +255,16 @@ def test_two_hosts_rendezvous_on_localhost(small_bars, one_process, tmp_path):
         while not command_file.exists() and time.monotonic() < deadline and thread.is_alive():
             time.sleep(0.1)
         # the other "host": its own shell, its own session, the logged command as an operator would run it
-        secondary = subprocess.Popen(
-            ["bash", "-c", command_file.read_text()], start_new_session=True, stdin=subprocess.DEVNULL
-        )
-        assert secondary.wait(timeout=240) == 0
+        secondary_log = tmp_path / "secondary.log"
+        with secondary_log.open("wb") as log:
+            secondary = subprocess.Popen(
+                ["bash", "-c", command_file.read_text()],
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        assert secondary.wait(timeout=240) == 0, _logs(tmp_path / "ddp" / "torchrun.log", secondary_log)
         thread.join(timeout=240)
     finally:
         if secondary is not None and secondary.poll() is None:
@@ -395,7 +404,8 @@ def test_a_stop_reaches_every_rank_and_leaves_a_checkpoint(small_bars, tmp_path)
 LAUNCHER = """
 import sys
 from models_mgmt.engine.bars import load_builtin
-from models_mgmt.engine.distributed import DistributedSettings, run_distributed
+from models_mgmt.engine.distributed import run_distributed
+from models_mgmt.engine.placement import DistributedSettings
 from models_mgmt.engine.spec import TrainingSpec
 
 spec = TrainingSpec(epochs=400, batch_size=32, early_stopping_patience=0, hidden_sizes=(16, 8))
