@@ -39,7 +39,7 @@ class JobProgress:
     stop: threading.Event = field(default_factory=threading.Event)
     shutdown: threading.Event = field(default_factory=threading.Event)
     taken_over: threading.Event = field(default_factory=threading.Event)
-    phase: str = "loading_data"
+    phase: str = "loading_data"  # the phase the feed names now
     outcome: dict[str, Any] | None = None  # set by the worker once the run's result is known
     meter: Meter | None = None  # what the run uses: written with every heartbeat (set by `start`)
     _latest: ProgressReport | None = None
@@ -47,6 +47,7 @@ class JobProgress:
     _finished: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending_epochs: list[EpochReport] = field(default_factory=list)
+    _phases_ahead: list[str] = field(default_factory=list)  # entered, not yet named by an event
     _wake: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -61,10 +62,12 @@ class JobProgress:
         self._latest = report
 
     def on_phase(self, phase: str) -> None:
-        """The engine (or the worker) moved to another phase: the emitter says so with its next
+        """The engine (or the worker) moved to another phase: the emitter names it with its next
         event, sent early (but never within MIN_EMIT_GAP_S of the previous one, so at most 4 events
-        a second). A phase shorter than that gap can be passed over; no phase is ever repeated."""
-        self.phase = phase
+        a second). Every phase entered gets an event of its own, in order, however short it was: a
+        phase entered while another still waits for its event waits its turn."""
+        with self._lock:
+            self._phases_ahead.append(phase)
         self._wake.set()
 
     def on_epoch(self, report: EpochReport) -> None:
@@ -113,11 +116,19 @@ class JobProgress:
                     logger.exception("progress event of job %s failed", self.job_id)
                     close_old_connections()
                 ended = time.monotonic()
-            time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - ended)))
-            try:
-                self.emit()
-            except Exception:  # the database may be down; the job's outcome is recorded elsewhere
-                logger.exception("final progress event of job %s failed", self.job_id)
+                if self._phases_ahead:
+                    self._wake.set()  # the next phase is named as soon as the gap allows
+            # The last events: one for each phase not yet named (the last of them is the final one).
+            while True:
+                time.sleep(max(0.0, MIN_EMIT_GAP_S - (time.monotonic() - ended)))
+                try:
+                    self.emit()
+                except Exception:  # the database may be down; the job's outcome is recorded elsewhere
+                    logger.exception("final progress event of job %s failed", self.job_id)
+                    break
+                ended = time.monotonic()
+                if not self._phases_ahead:
+                    break
         finally:
             connection.close()
 
@@ -152,6 +163,8 @@ class JobProgress:
         report, finished_epoch = self._latest, self._last_epoch
         with self._lock:
             epochs, self._pending_epochs = self._pending_epochs, []
+            if self._phases_ahead:  # one phase per event: each is named once, in order
+                self.phase = self._phases_ahead.pop(0)
         if epochs:
             training_epochs_save(self.job_id, [vars(e) for e in epochs])
         with transaction.atomic():
